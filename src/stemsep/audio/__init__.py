@@ -1,0 +1,1 @@
+"""Audio in and out: PyAV (bundled FFmpeg) decode/encode, soxr resampling."""

@@ -1,0 +1,160 @@
+"""Streaming, atomic encoding of stems.
+
+Each stem is written to a hidden temporary file beside its destination and
+renamed into place only when complete, so an interrupted run never leaves a
+truncated stem and never replaces a file the user had with a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from stemsep.errors import StemsepError
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str  # what -c takes, and the file extension
+    container: str  # FFmpeg muxer, or "soundfile"
+    encoder: str
+    rate: int | None = None  # forced encoder rate (Opus runs at 48 kHz)
+    lossy: bool = True
+
+
+CODECS: dict[str, Codec] = {
+    c.name: c
+    for c in (
+        Codec("wav", "wav", "pcm_s16le", lossy=False),
+        Codec("flac", "flac", "flac", lossy=False),
+        Codec("mp3", "mp3", "libmp3lame"),
+        Codec("m4a", "ipod", "aac"),
+        Codec("ogg", "soundfile", "vorbis"),
+        Codec("opus", "ogg", "libopus", rate=48000),
+        Codec("wma", "asf", "wmav2"),
+    )
+}
+
+
+def available_codecs() -> dict[str, str | None]:
+    """Codec name -> None if usable here, else the reason it is not."""
+    status: dict[str, str | None] = {}
+    for codec in CODECS.values():
+        if codec.container == "soundfile":
+            import soundfile
+
+            ok = "VORBIS" in soundfile.available_subtypes("OGG")
+            status[codec.name] = None if ok else "libsndfile was built without Vorbis"
+            continue
+        try:
+            av.codec.Codec(codec.encoder, "w")
+            status[codec.name] = None
+        except Exception:  # noqa: BLE001 - any failure means "not in this FFmpeg build"
+            status[codec.name] = f"this FFmpeg build has no {codec.encoder} encoder"
+    return status
+
+
+def resolve_codec(name: str) -> Codec:
+    codec = CODECS.get(name.lower())
+    if codec is None:
+        raise StemsepError(f"Unknown codec {name!r}; choose one of {', '.join(CODECS)}.")
+    reason = available_codecs()[codec.name]
+    if reason:
+        raise StemsepError(f"Codec {codec.name} is unavailable: {reason}.")
+    return codec
+
+
+def parse_bitrate(text: str) -> int:
+    """'128k' -> 128000, '320000' -> 320000."""
+    value = text.strip().lower()
+    scale = 1
+    if value.endswith("k"):
+        value, scale = value[:-1], 1000
+    elif value.endswith("m"):
+        value, scale = value[:-1], 1_000_000
+    try:
+        bits = int(float(value) * scale)
+    except ValueError:
+        raise StemsepError(f"Bitrate {text!r} is not a number like 128k.") from None
+    if bits <= 0:
+        raise StemsepError(f"Bitrate {text!r} must be positive.")
+    return bits
+
+
+class StemWriter:
+    """Write one stereo float32 stream to ``path`` in ``codec``; atomic on ``commit``."""
+
+    def __init__(self, path: Path, codec: Codec, sample_rate: int, bitrate: int) -> None:
+        self.path = path
+        self.codec = codec
+        self.sample_rate = sample_rate
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.samples = 0
+        try:
+            self._open(bitrate)
+        except Exception:
+            self.tmp.unlink(missing_ok=True)
+            raise
+
+    def _open(self, bitrate: int) -> None:
+        if self.codec.container == "soundfile":
+            import soundfile
+
+            # Vorbis is VBR: map the bitrate onto libsndfile's 0 (best) .. 1 scale.
+            level = float(np.clip(1.0 - (bitrate - 64_000) / 256_000, 0.0, 1.0))
+            self._sf = soundfile.SoundFile(
+                self.tmp, "w", samplerate=self.sample_rate, channels=2, format="OGG", subtype="VORBIS", compression_level=level
+            )
+            return
+        self._sf = None
+        self._container = av.open(str(self.tmp), mode="w", format=self.codec.container)
+        self._stream = self._container.add_stream(self.codec.encoder, rate=self.codec.rate or self.sample_rate, layout="stereo")
+        if self.codec.lossy:
+            self._stream.bit_rate = bitrate
+
+    def write(self, block: np.ndarray) -> None:
+        """Append float32 [n, 2] samples."""
+        if block.shape[0] == 0:
+            return
+        if self._sf is not None:
+            self._sf.write(block)
+        else:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T, dtype=np.float32), format="fltp", layout="stereo")
+            frame.sample_rate = self.sample_rate
+            frame.pts = self.samples
+            frame.time_base = Fraction(1, self.sample_rate)
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        self.samples += block.shape[0]
+
+    def commit(self, overwrite: bool) -> None:
+        """Finish the file and move it into place."""
+        try:
+            if self._sf is not None:
+                self._sf.close()
+            else:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+                self._container.close()
+            if not overwrite and self.path.exists():
+                raise StemsepError(f"{self.path} already exists (use --overwrite to replace it).")
+            os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._sf is not None:
+                self._sf.close()
+            else:
+                self._container.close()
+        self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Signal processing: STFT/iSTFT with Spleeter's conventions, masks, Wiener filter."""

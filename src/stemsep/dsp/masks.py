@@ -1,0 +1,33 @@
+"""Spleeter's ratio masks and their extension above the modelled band."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPSILON = 1e-10
+
+
+def ratio_masks(estimates: list[np.ndarray], exponent: float) -> list[np.ndarray]:
+    """``m_i = (e_i^p + eps/n) / (sum_j e_j^p + eps)``, float32 as in the reference."""
+    powered = [np.power(e, np.float32(exponent), dtype=np.float32) for e in estimates]
+    total = np.sum(powered, axis=0, dtype=np.float32) + np.float32(EPSILON)
+    share = np.float32(EPSILON / len(estimates))
+    return [(p + share) / total for p in powered]
+
+
+def extend_band(values: np.ndarray, n_bins: int, mode: str) -> np.ndarray:
+    """Extend [..., F, C] to [..., n_bins, C] along the frequency axis (-2).
+
+    ``zeros`` leaves the bins above F silent; ``average`` repeats the mean
+    over the modelled band, as Spleeter's ``mask_extension``.
+    """
+    missing = n_bins - values.shape[-2]
+    if missing <= 0:
+        return values
+    if mode == "average":
+        row = values.mean(axis=-2, keepdims=True, dtype=np.float32)
+    elif mode == "zeros":
+        row = np.zeros_like(values[..., :1, :])
+    else:
+        raise ValueError(f"unknown mask extension {mode!r}")
+    return np.concatenate([values, np.broadcast_to(row, (*values.shape[:-2], missing, values.shape[-1]))], axis=-2)

@@ -1,0 +1,84 @@
+"""STFT and inverse STFT with ``tf.signal`` semantics, in numpy, streamable.
+
+Spleeter uses ``tf.signal.stft`` (periodic Hann, no centering, ``pad_end``)
+and ``tf.signal.inverse_stft`` with the analysis window as synthesis window,
+then scales by 2/3 (sum of squared Hann windows at hop = frame/4 is 1.5).
+Both are computed here frame by frame so that a long file can be processed
+in chunks whose result equals the whole-file result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+WINDOW_COMPENSATION = 2.0 / 3.0
+
+
+def periodic_hann(frame_length: int) -> np.ndarray:
+    n = np.arange(frame_length, dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / frame_length)).astype(np.float32)
+
+
+def stft_frames(signal: np.ndarray, frame_length: int, frame_step: int, n_frames: int, window: np.ndarray) -> np.ndarray:
+    """STFT of ``n_frames`` frames starting at sample 0 of ``signal`` [samples, channels].
+
+    Returns complex64 [n_frames, frame_length // 2 + 1, channels]. ``signal``
+    must hold at least ``(n_frames - 1) * frame_step + frame_length`` samples.
+    """
+    needed = (n_frames - 1) * frame_step + frame_length
+    if signal.shape[0] < needed:
+        raise ValueError(f"stft_frames needs {needed} samples, got {signal.shape[0]}")
+    # [channels, n_frames, frame_length] view without copying the waveform.
+    framed = np.lib.stride_tricks.sliding_window_view(signal[:needed].T, frame_length, axis=1)[:, ::frame_step]
+    spectrum = scipy.fft.rfft(framed * window, axis=-1, workers=-1)
+    return np.ascontiguousarray(spectrum.transpose(1, 2, 0), dtype=np.complex64)
+
+
+class OverlapAdd:
+    """Streaming inverse STFT: feed consecutive frames, get finished samples.
+
+    Output sample ``p`` is final once every frame overlapping it has been
+    added, i.e. once a frame starting after ``p`` has been pushed. The last
+    ``frame_length - frame_step`` samples are carried between calls.
+    """
+
+    def __init__(self, frame_length: int, frame_step: int, channels: int, window: np.ndarray) -> None:
+        self.frame_length = frame_length
+        self.frame_step = frame_step
+        self.window = window
+        self.carry = np.zeros((frame_length - frame_step, channels), dtype=np.float32)
+
+    def push(self, stft: np.ndarray) -> np.ndarray:
+        """Add frames [n, bins, channels]; return the samples now complete ([n * step, channels])."""
+        n_frames, _, channels = stft.shape
+        if n_frames == 0:
+            return np.zeros((0, channels), dtype=np.float32)
+        frames = scipy.fft.irfft(stft, n=self.frame_length, axis=1, workers=-1).astype(np.float32, copy=False)
+        frames *= self.window[None, :, None]
+        step, length = self.frame_step, self.frame_length
+        out = np.zeros(((n_frames - 1) * step + length, channels), dtype=np.float32)
+        out[: self.carry.shape[0]] += self.carry
+        # Add frames in groups of frame_length // frame_step so that each group
+        # lays out contiguously (one strided add per group instead of n adds).
+        ratio = length // step if length % step == 0 else 1
+        for phase in range(ratio):
+            group = frames[phase::ratio]
+            if group.shape[0] == 0:
+                continue
+            start = phase * step
+            stop = start + group.shape[0] * ratio * step
+            if ratio * step == length:
+                out[start:stop] += group.reshape(-1, channels)
+            else:  # frames of a group overlap: fall back to one add per frame
+                for k, frame in enumerate(group):
+                    pos = start + k * ratio * step
+                    out[pos : pos + length] += frame
+        done = n_frames * step
+        self.carry = out[done:].copy()
+        return out[:done] * np.float32(WINDOW_COMPENSATION)
+
+    def flush(self) -> np.ndarray:
+        """The samples still pending after the last frame."""
+        tail, self.carry = self.carry * np.float32(WINDOW_COMPENSATION), np.zeros_like(self.carry)
+        return tail

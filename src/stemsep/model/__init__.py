@@ -1,0 +1,1 @@
+"""U-Net models, official checkpoint import and model resolution."""

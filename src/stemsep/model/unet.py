@@ -1,0 +1,77 @@
+"""Spleeter's U-Net as a Keras 3 functional model, one U-Net per instrument.
+
+Layer names are ``{instrument}_{role}{k}`` so that the checkpoint importer can
+map the reference's graph-order variable names onto them (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from stemsep.config import ModelConfig
+
+ENCODER_FILTERS = (16, 32, 64, 128, 256, 512)
+KERNEL = (5, 5)
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+
+
+def _activation(name: str | None, default: str, layer_name: str) -> layers.Layer:
+    # Spleeter falls back to its default for any unknown value, so do we.
+    choice = name if name in ("ReLU", "ELU", "LeakyReLU") else default
+    if choice == "ReLU":
+        return layers.ReLU(name=layer_name)
+    if choice == "ELU":
+        return layers.ELU(name=layer_name)
+    return layers.LeakyReLU(negative_slope=0.2, name=layer_name)
+
+
+def _unet_logits_or_mask(magnitude: keras.KerasTensor, scope: str, params: dict, logits: bool) -> keras.KerasTensor:
+    """One instrument's U-Net up to its last 4x4 conv (sigmoid unless ``logits``)."""
+    conv_act, deconv_act = params.get("conv_activation"), params.get("deconv_activation")
+    init = "he_uniform"
+    x = magnitude
+    skips = []
+    for k, filters in enumerate(ENCODER_FILTERS, start=1):
+        conv = layers.Conv2D(filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_conv{k}")(x)
+        skips.append(conv)
+        if k == len(ENCODER_FILTERS):
+            # The reference also builds a BN and activation here, but the
+            # decoder starts from the raw 6th conv: they are dead and omitted.
+            break
+        bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{scope}_bn{k}")(conv)
+        x = _activation(conv_act, "LeakyReLU", f"{scope}_conv_act{k}")(bn)
+    x = skips[-1]
+    decoder_filters = ENCODER_FILTERS[-2::-1] + (1,)
+    for k, filters in enumerate(decoder_filters, start=1):
+        x = layers.Conv2DTranspose(filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_deconv{k}")(x)
+        x = _activation(deconv_act, "ReLU", f"{scope}_deconv_act{k}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{scope}_bn{6 + k}")(x)
+        if k <= 3:
+            x = layers.Dropout(0.5, name=f"{scope}_dropout{k}")(x)
+        if k < len(decoder_filters):
+            x = layers.Concatenate(axis=-1, name=f"{scope}_skip{k}")([skips[-1 - k], x])
+    return layers.Conv2D(
+        2,
+        (4, 4),
+        dilation_rate=2,
+        padding="same",
+        activation=None if logits else "sigmoid",
+        kernel_initializer=init,
+        name=f"{scope}_conv7",
+    )(x)
+
+
+def build_unet_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
+    """Magnitude segments ``[B, T, F, 2]`` in, one estimate per instrument out."""
+    magnitude = keras.Input((cfg.T, cfg.F, cfg.n_channels), batch_size=batch_size, name="magnitude")
+    softmax = cfg.model_type == "unet.softmax_unet"
+    maps = [_unet_logits_or_mask(magnitude, name, cfg.model_params, logits=softmax) for name in cfg.instruments]
+    if softmax:
+        # 5stems: masks sum to one across instruments.
+        stacked = layers.Lambda(lambda ts: keras.ops.stack(ts, axis=4), name="stack_logits")(maps)
+        masks = layers.Softmax(axis=4, name="instrument_softmax")(stacked)
+        maps = [layers.Lambda(lambda m, i=i: m[..., i], name=f"{name}_mask")(masks) for i, name in enumerate(cfg.instruments)]
+    outputs = [layers.Multiply(name=f"{name}_spectrogram")([mask, magnitude]) for name, mask in zip(cfg.instruments, maps)]
+    return keras.Model(magnitude, outputs, name="unet")

@@ -1,0 +1,238 @@
+"""The separation pipeline, streamed in bounded chunks.
+
+waveform -> (4096 leading zeros) -> STFT -> |X|[:F] in T-frame segments ->
+U-Nets -> ratio masks (or norbert Wiener filter) -> masked STFT -> iSTFT x 2/3.
+
+Chunks are whole multiples of T frames, aligned on the reference's segment
+grid, and the STFT/iSTFT overlaps are carried across chunk borders, so the
+result equals the whole-file computation while memory stays bounded by the
+chunk size whatever the input's length. With ``--mwf`` the Wiener filter's
+statistics are estimated per chunk (the reference estimates them over the
+whole file, which cannot be bounded); files shorter than one chunk match it.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from stemsep.audio.decode import probe, stream_audio, to_stereo
+from stemsep.audio.encode import StemWriter, parse_bitrate, resolve_codec
+from stemsep.dsp.masks import extend_band, ratio_masks
+from stemsep.dsp.stft import OverlapAdd, periodic_hann, stft_frames
+from stemsep.dsp.wiener import wiener_stfts
+from stemsep.errors import StemsepError
+
+DEFAULT_FILENAME_FORMAT = "{filename}/{instrument}.{codec}"
+DEFAULT_CHUNK_SEGMENTS = 2  # 2 x 512 frames ~ 23.8 s at 44.1 kHz
+FILENAME_FIELDS = {"filename", "foldername", "instrument", "codec"}
+
+Progress = Callable[[float], None]  # seconds of input done
+
+
+class Separator:
+    """Separate waveforms or files with a Spleeter model.
+
+    >>> Separator("spleeter:4stems").separate(waveform, 44100)["vocals"].shape
+    """
+
+    def __init__(
+        self,
+        model: str = "spleeter:2stems",
+        mwf: bool = False,
+        model_dir: str | Path | None = None,
+        chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+    ) -> None:
+        from stemsep.model.loader import load_model
+
+        if chunk_segments < 1:
+            raise StemsepError("chunk_segments must be at least 1.")
+        self.model = load_model(model, Path(model_dir) if model_dir else None)
+        self.config = self.model.config
+        self.mwf = mwf
+        self.chunk_segments = chunk_segments
+        self._window = periodic_hann(self.config.frame_length)
+
+    @property
+    def instruments(self) -> tuple[str, ...]:
+        return self.config.instruments
+
+    # -- core stream ---------------------------------------------------------
+
+    def stream(self, blocks: Iterable[np.ndarray], progress: Progress | None = None) -> Iterator[list[np.ndarray]]:
+        """Stereo float32 blocks at the model rate in; per-instrument blocks out, same length in total."""
+        cfg = self.config
+        length, hop = cfg.frame_length, cfg.frame_step
+        chunk_frames = cfg.T * self.chunk_segments
+        chunk_samples = (chunk_frames - 1) * hop + length
+        overlap_adds = [OverlapAdd(length, hop, cfg.n_channels, self._window) for _ in cfg.instruments]
+        # The reference prepends one frame of zeros; `buffer` starts at frame `frame` of that padded signal.
+        buffer = np.zeros((length, cfg.n_channels), dtype=np.float32)
+        n_input = 0
+        emitted = 0  # samples of the padded signal already returned or dropped
+
+        def emit(pieces: list[np.ndarray], final: bool) -> Iterator[list[np.ndarray]]:
+            nonlocal emitted
+            start, stop = emitted, emitted + pieces[0].shape[0]
+            emitted = stop
+            lo, hi = max(length - start, 0), min(length + n_input - start, stop - start) if final else stop - start
+            if hi > lo:
+                yield [p[lo:hi] for p in pieces]
+
+        for block in blocks:
+            buffer = np.concatenate([buffer, block.astype(np.float32, copy=False)])
+            n_input += block.shape[0]
+            while buffer.shape[0] >= chunk_samples:
+                stft = stft_frames(buffer, length, hop, chunk_frames, self._window)
+                yield from emit(self._separate_chunk(stft, overlap_adds), final=False)
+                buffer = buffer[chunk_frames * hop :]
+                if progress:
+                    progress(max(emitted - length, 0) / cfg.sample_rate)
+        # pad_end: frames until the padded signal is covered, the end zero-filled.
+        remaining = math.ceil(buffer.shape[0] / hop)
+        buffer = np.concatenate([buffer, np.zeros(((remaining - 1) * hop + length - buffer.shape[0], cfg.n_channels), np.float32)])
+        while remaining > 0:
+            n = min(chunk_frames, remaining)
+            stft = stft_frames(buffer, length, hop, n, self._window)
+            yield from emit(self._separate_chunk(stft, overlap_adds), final=True)
+            buffer = buffer[n * hop :]
+            remaining -= n
+        yield from emit([ola.flush() for ola in overlap_adds], final=True)
+        if progress:
+            progress(n_input / cfg.sample_rate)
+
+    def _separate_chunk(self, stft: np.ndarray, overlap_adds: list[OverlapAdd]) -> list[np.ndarray]:
+        cfg = self.config
+        n_frames = stft.shape[0]
+        n_segments = math.ceil(n_frames / cfg.T)
+        magnitude = np.zeros((n_segments * cfg.T, cfg.F, cfg.n_channels), dtype=np.float32)
+        magnitude[:n_frames] = np.abs(stft[:, : cfg.F, :])
+        estimates = self.model(magnitude.reshape(n_segments, cfg.T, cfg.F, cfg.n_channels))
+        estimates = [e.reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for e in estimates]
+        if self.mwf:
+            stfts = wiener_stfts(estimates, stft)
+        else:
+            masks = ratio_masks(estimates, cfg.separation_exponent)
+            stfts = [extend_band(m, cfg.n_bins, cfg.mask_extension) * stft for m in masks]
+        return [ola.push(s) for ola, s in zip(overlap_adds, stfts)]
+
+    # -- arrays --------------------------------------------------------------
+
+    def separate(self, waveform: np.ndarray, sample_rate: int | None = None) -> dict[str, np.ndarray]:
+        """[n] or [n, channels] float waveform -> {instrument: [n, 2] float32} at the same rate."""
+        rate = sample_rate or self.config.sample_rate
+        wave = np.asarray(waveform, dtype=np.float32)
+        if wave.ndim == 1:
+            wave = wave[:, None]
+        if wave.ndim != 2 or wave.shape[0] == 0:
+            raise StemsepError("The waveform must be a non-empty [samples, channels] array.")
+        wave = to_stereo(wave)
+        if rate != self.config.sample_rate:
+            wave = soxr.resample(wave, rate, self.config.sample_rate, quality="HQ")
+        parts: list[list[np.ndarray]] = [[] for _ in self.instruments]
+        for pieces in self.stream([wave]):
+            for acc, piece in zip(parts, pieces):
+                acc.append(piece)
+        result = {}
+        for name, acc in zip(self.instruments, parts):
+            out = np.concatenate(acc)
+            if rate != self.config.sample_rate:
+                out = soxr.resample(out, self.config.sample_rate, rate, quality="HQ")
+            result[name] = out.astype(np.float32, copy=False)
+        return result
+
+    # -- files ---------------------------------------------------------------
+
+    def output_paths(self, audio_path: Path, destination: Path, codec: str, filename_format: str) -> dict[str, Path]:
+        fields = {name for _, name, _, _ in string.Formatter().parse(filename_format) if name is not None}
+        unknown = fields - FILENAME_FIELDS
+        if unknown:
+            raise StemsepError(f"Unknown placeholder {{{sorted(unknown)[0]}}} in the filename format; use {', '.join(sorted(FILENAME_FIELDS))}.")
+        paths = {}
+        for instrument in self.instruments:
+            name = filename_format.format(
+                filename=audio_path.stem, foldername=audio_path.resolve().parent.name, instrument=instrument, codec=codec
+            )
+            paths[instrument] = destination / name
+        if len(set(paths.values())) != len(paths):
+            raise StemsepError("The filename format must contain {instrument}, or every stem would go to the same file.")
+        return paths
+
+    def separate_to_file(
+        self,
+        audio_path: str | Path,
+        destination: str | Path,
+        codec: str = "wav",
+        bitrate: str = "128k",
+        filename_format: str = DEFAULT_FILENAME_FORMAT,
+        offset: float = 0.0,
+        duration: float | None = None,
+        overwrite: bool = False,
+        progress: Progress | None = None,
+    ) -> dict[str, Path]:
+        """Separate a file and write one file per instrument; returns their paths.
+
+        Stems are written at the input's sample rate, atomically: on any error
+        no stem is left behind and no existing file is touched.
+        """
+        audio_path, destination = Path(audio_path), Path(destination)
+        chosen = resolve_codec(codec)
+        bits = parse_bitrate(bitrate)
+        if offset < 0 or (duration is not None and duration <= 0):
+            raise StemsepError("Offset must be >= 0 and duration > 0.")
+        info = probe(audio_path)
+        paths = self.output_paths(audio_path, destination, chosen.name, filename_format)
+        if not overwrite:
+            for path in paths.values():
+                if path.exists():
+                    raise StemsepError(f"{path} already exists (use --overwrite to replace it).")
+        for path in paths.values():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StemsepError(f"Cannot create the output folder {path.parent} ({error.strerror}).") from None
+        writers: list[StemWriter] = []
+        try:
+            for path in paths.values():
+                try:
+                    writers.append(StemWriter(path, chosen, info.sample_rate, bits))
+                except OSError as error:
+                    raise StemsepError(f"Cannot write to {path.parent} ({error.strerror}).") from None
+            self._stream_file_to(writers, audio_path, info.sample_rate, offset, duration, progress)
+            for writer in writers:
+                writer.commit(overwrite)
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        return paths
+
+    def _stream_file_to(
+        self, writers: list[StemWriter], audio_path: Path, file_rate: int, offset: float, duration: float | None, progress: Progress | None
+    ) -> None:
+        model_rate = self.config.sample_rate
+        back = None
+        if file_rate != model_rate:
+            back = [soxr.ResampleStream(model_rate, file_rate, 2, dtype="float32", quality="HQ") for _ in writers]
+        peak = 0.0
+
+        def watched(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            nonlocal peak
+            for block in blocks:
+                peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+                yield block
+
+        blocks = watched(stream_audio(audio_path, model_rate, offset, duration))
+        for pieces in self.stream(blocks, progress):
+            for i, (writer, piece) in enumerate(zip(writers, pieces)):
+                writer.write(back[i].resample_chunk(piece) if back else piece)
+        if back:
+            for writer, resampler in zip(writers, back):
+                writer.write(resampler.resample_chunk(np.zeros((0, 2), np.float32), last=True))
+        if peak == 0.0:
+            raise StemsepError(f"{audio_path} is silent (every sample is zero): there is nothing to separate.")
