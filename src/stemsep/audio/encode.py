@@ -147,6 +147,10 @@ class StemWriter:
                 self._container.close()
             if not overwrite and self.path.exists():
                 raise StemsepError(f"{self.path} already exists (use --overwrite to replace it).")
+            # mkstemp creates 0600 files: give the stem the usual umask-based mode.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)
             os.replace(self.tmp, self.path)
         finally:
             self.tmp.unlink(missing_ok=True)

@@ -61,7 +61,9 @@ def checkpoint_prefix(model_dir: Path) -> Path:
 
 def read_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
     """All variables of a TF checkpoint as numpy arrays."""
-    import tensorflow as tf
+    from stemsep._tf import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:
         reader = tf.train.load_checkpoint(str(prefix))

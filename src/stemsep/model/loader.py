@@ -85,7 +85,9 @@ class SeparationModel:
     """The U-Net of every instrument behind one compiled call on [B, T, F, 2] magnitudes."""
 
     def __init__(self, source: ModelSource) -> None:
-        import tensorflow as tf
+        from stemsep._tf import import_tensorflow
+
+        tf = import_tensorflow()
 
         from stemsep.model.unet import build_unet_model
 

