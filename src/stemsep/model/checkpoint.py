@@ -68,7 +68,7 @@ def read_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
     try:
         reader = tf.train.load_checkpoint(str(prefix))
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-    except (tf.errors.OpError, ValueError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - TF raises OpError, IndexError, ValueError... for bad files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StemsepError(f"Checkpoint {prefix} is corrupt or unreadable ({first_line[:160]}).") from None
 

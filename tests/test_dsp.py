@@ -1,0 +1,51 @@
+"""STFT, iSTFT and masks against tf.signal and Spleeter's formulas."""
+
+import numpy as np
+import tensorflow as tf
+
+from stemsep.dsp.masks import extend_band, ratio_masks
+from stemsep.dsp.stft import OverlapAdd, periodic_hann, stft_frames
+
+FRAME, HOP = 4096, 1024
+
+
+def test_stft_matches_tf_signal_with_pad_end():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20000, 2)).astype(np.float32)
+    expected = tf.signal.stft(x.T, FRAME, HOP, window_fn=tf.signal.hann_window, pad_end=True).numpy().transpose(1, 2, 0)
+    n_frames = -(-x.shape[0] // HOP)
+    assert expected.shape[0] == n_frames
+    padded = np.concatenate([x, np.zeros(((n_frames - 1) * HOP + FRAME - x.shape[0], 2), np.float32)])
+    ours = stft_frames(padded, FRAME, HOP, n_frames, periodic_hann(FRAME))
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, atol=2e-3 * np.abs(expected).max() / 100)
+
+
+def test_overlap_add_matches_tf_inverse_stft_in_pieces():
+    rng = np.random.default_rng(2)
+    spec = (rng.normal(size=(37, FRAME // 2 + 1, 2)) + 1j * rng.normal(size=(37, FRAME // 2 + 1, 2))).astype(np.complex64)
+    expected = tf.signal.inverse_stft(spec.transpose(2, 0, 1), FRAME, HOP, window_fn=tf.signal.hann_window).numpy().T * (2 / 3)
+    ola = OverlapAdd(FRAME, HOP, 2, periodic_hann(FRAME))
+    pieces = [ola.push(spec[a:b]) for a, b in ((0, 5), (5, 6), (6, 30), (30, 37))] + [ola.flush()]
+    ours = np.concatenate(pieces)
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+def test_ratio_masks_follow_spleeter_formula_and_sum_to_one():
+    rng = np.random.default_rng(3)
+    estimates = [rng.uniform(0, 2, size=(4, 8, 2)).astype(np.float32) for _ in range(3)]
+    masks = ratio_masks(estimates, 2.0)
+    total = sum(e.astype(np.float64) ** 2 for e in estimates) + 1e-10
+    np.testing.assert_allclose(masks[1], (estimates[1].astype(np.float64) ** 2 + 1e-10 / 3) / total, rtol=1e-5)
+    np.testing.assert_allclose(sum(masks), 1.0, rtol=1e-5)
+    silent = ratio_masks([np.zeros((1, 1, 2), np.float32)] * 4, 2.0)
+    np.testing.assert_allclose(silent[0], 0.25)
+
+
+def test_mask_extension_zeros_and_average():
+    mask = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    zeros = extend_band(mask, 5, "zeros")
+    assert zeros.shape == (2, 5, 2) and np.all(zeros[:, 3:] == 0) and np.array_equal(zeros[:, :3], mask)
+    average = extend_band(mask, 5, "average")
+    np.testing.assert_allclose(average[:, 4], mask.mean(axis=1))

@@ -1,0 +1,73 @@
+"""U-Net structure and official checkpoint import."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from stemsep.config import PRESETS, load_config_file, load_preset
+from stemsep.errors import StemsepError
+from stemsep.model.checkpoint import UNUSED_BN, checkpoint_prefix, read_checkpoint, variable_map
+from stemsep.model.loader import SeparationModel, resolve_source
+from stemsep.model.unet import build_unet_model
+
+
+def test_presets_match_spleeter_configs():
+    assert load_preset("2stems").instruments == ("vocals", "accompaniment")
+    assert load_preset("4stems").instruments == ("vocals", "drums", "bass", "other")
+    five = load_preset("5stems")
+    assert five.instruments == ("vocals", "piano", "drums", "bass", "other") and five.model_type == "unet.softmax_unet"
+    assert {load_preset(p).F for p in PRESETS} == {1024, 1536}
+    assert load_preset("4stems-16kHz").F == 1536 and load_preset("4stems-16kHz").sample_rate == 44100
+    with pytest.raises(StemsepError, match="Unknown model 'spleeter:3stems'"):
+        load_preset("3stems")
+
+
+def test_bad_config_is_one_sentence(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"instrument_list": ["a"]}')
+    with pytest.raises(StemsepError, match="not a valid Spleeter configuration"):
+        load_config_file(path)
+    path.write_text("{oops")
+    with pytest.raises(StemsepError, match="not valid JSON"):
+        load_config_file(path)
+
+
+def test_unet_has_spleeter_parameter_count():
+    model = build_unet_model(load_preset("2stems"))
+    # ~9.8 M per instrument; the dead 6th encoder BN (4 x 512) is not built.
+    per_instrument = model.count_params() / 2
+    assert 9.7e6 < per_instrument < 9.9e6
+    assert [tuple(o.shape) for o in model.outputs] == [(None, 512, 1024, 2)] * 2
+
+
+def test_every_official_variable_is_mapped(official_2stems):
+    variables = read_checkpoint(checkpoint_prefix(official_2stems))
+    mapped = {name for names in variable_map(("vocals", "accompaniment")).values() for name in names}
+    unused = {f"batch_normalization_{12 * i + UNUSED_BN}/{v}" for i in range(2) for v in ("gamma", "beta", "moving_mean", "moving_variance")}
+    assert mapped | unused == set(variables) - {"global_step"}
+    # BN statistics of the official weights are the identity (see SPEC: BN is a learned affine).
+    assert all(np.all(variables[n] == 0) for n in variables if n.endswith("moving_mean"))
+    assert all(np.all(variables[n] == 1) for n in variables if n.endswith("moving_variance"))
+
+
+def test_imported_weights_reproduce_checkpoint_values(official_2stems, separator_2stems):
+    variables = read_checkpoint(checkpoint_prefix(official_2stems))
+    layer = separator_2stems.model.keras_model.get_layer("accompaniment_deconv3")
+    np.testing.assert_array_equal(layer.get_weights()[0], variables["conv2d_transpose_8/kernel"])
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path, official_2stems):
+    broken = tmp_path / "2stems"
+    shutil.copytree(official_2stems, broken)
+    data = broken / "model.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: 1000])
+    with pytest.raises(StemsepError, match="corrupt or unreadable"):
+        SeparationModel(resolve_source("spleeter:2stems", tmp_path))
+
+
+def test_unknown_descriptor_is_reported(tmp_path):
+    with pytest.raises(StemsepError, match="Unknown model"):
+        resolve_source("nonsense")
+    with pytest.raises(StemsepError, match="has no config.json"):
+        resolve_source(str(tmp_path))
