@@ -13,6 +13,7 @@ whole file, which cannot be bounded); files shorter than one chunk match it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import string
 from collections.abc import Callable, Iterable, Iterator
@@ -191,13 +192,11 @@ class Separator:
             for path in paths.values():
                 if path.exists():
                     raise StemsepError(f"{path} already exists (use --overwrite to replace it).")
-        for path in paths.values():
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StemsepError(f"Cannot create the output folder {path.parent} ({error.strerror}).") from None
+        created: list[Path] = []  # folders this call made, removed again if it fails
         writers: list[StemWriter] = []
         try:
+            for path in paths.values():
+                created += _make_folders(path.parent)
             for path in paths.values():
                 try:
                     writers.append(StemWriter(path, chosen, info.sample_rate, bits))
@@ -209,6 +208,9 @@ class Separator:
         except BaseException:
             for writer in writers:
                 writer.abort()
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise
         return paths
 
@@ -236,3 +238,17 @@ class Separator:
                 writer.write(resampler.resample_chunk(np.zeros((0, 2), np.float32), last=True))
         if peak == 0.0:
             raise StemsepError(f"{audio_path} is silent (every sample is zero): there is nothing to separate.")
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """mkdir -p that returns the folders it created, outermost first."""
+    missing = []
+    probe_folder = folder
+    while not probe_folder.exists() and probe_folder != probe_folder.parent:
+        missing.append(probe_folder)
+        probe_folder = probe_folder.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StemsepError(f"Cannot create the output folder {folder} ({error.strerror}).") from None
+    return missing[::-1]
