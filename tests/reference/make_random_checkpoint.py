@@ -35,7 +35,8 @@ def random_value(name: str, shape: list, rng: np.random.Generator) -> np.ndarray
 
 def main() -> None:
     config_path, out_dir, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    params = json.load(open(config_path))
+    with open(config_path) as stream:
+        params = json.load(stream)
     rng = np.random.default_rng(seed)
     with tf.Graph().as_default():
         features = {

@@ -56,7 +56,7 @@ def available_codecs() -> dict[str, str | None]:
         try:
             av.codec.Codec(codec.encoder, "w")
             status[codec.name] = None
-        except Exception:  # noqa: BLE001 - any failure means "not in this FFmpeg build"
+        except Exception:
             status[codec.name] = f"this FFmpeg build has no {codec.encoder} encoder"
     return status
 

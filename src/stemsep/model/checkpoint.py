@@ -68,7 +68,7 @@ def read_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
     try:
         reader = tf.train.load_checkpoint(str(prefix))
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-    except Exception as error:  # noqa: BLE001 - TF raises OpError, IndexError, ValueError... for bad files
+    except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StemsepError(f"Checkpoint {prefix} is corrupt or unreadable ({first_line[:160]}).") from None
 
@@ -83,7 +83,7 @@ def assign_checkpoint(model, variables: dict[str, np.ndarray], instruments: tupl
         values = [variables[n] for n in names]
         for weight, value, name in zip(layer.weights, values, names):
             if tuple(weight.shape) != value.shape:
-                raise StemsepError(
-                    f"Checkpoint {source} does not fit this model: {name} has shape {value.shape}, expected {tuple(weight.shape)}."
-                )
+                expected = tuple(weight.shape)
+                problem = f"{name} has shape {value.shape}, expected {expected}"
+                raise StemsepError(f"Checkpoint {source} does not fit this model: {problem}.")
         layer.set_weights(values)

@@ -78,7 +78,9 @@ def resolve_source(descriptor: str, model_dir: Path | None = None) -> ModelSourc
         return ModelSource(cfg, _weights_in(folder, f"Model folder {folder}"), str(path))
     if path.suffix == ".json":
         raise StemsepError(f"Configuration {path} does not exist.")
-    raise StemsepError(f"Unknown model {descriptor!r}: use spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder.")
+    raise StemsepError(
+        f"Unknown model {descriptor!r}: use spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder."
+    )
 
 
 class SeparationModel:
@@ -125,7 +127,7 @@ class SeparationModel:
     def _load_keras_weights(self, path: Path) -> None:
         try:
             self.keras_model.load_weights(path)
-        except Exception as error:  # noqa: BLE001 - h5py/keras raise many types for a bad file
+        except Exception as error:
             raise StemsepError(f"Weights file {path} is corrupt or does not fit this model ({type(error).__name__}).") from None
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:

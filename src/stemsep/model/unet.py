@@ -43,9 +43,11 @@ def _unet_logits_or_mask(magnitude: keras.KerasTensor, scope: str, params: dict,
         bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{scope}_bn{k}")(conv)
         x = _activation(conv_act, "LeakyReLU", f"{scope}_conv_act{k}")(bn)
     x = skips[-1]
-    decoder_filters = ENCODER_FILTERS[-2::-1] + (1,)
+    decoder_filters = (*ENCODER_FILTERS[-2::-1], 1)
     for k, filters in enumerate(decoder_filters, start=1):
-        x = layers.Conv2DTranspose(filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_deconv{k}")(x)
+        x = layers.Conv2DTranspose(
+            filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_deconv{k}"
+        )(x)
         x = _activation(deconv_act, "ReLU", f"{scope}_deconv_act{k}")(x)
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{scope}_bn{6 + k}")(x)
         if k <= 3:
