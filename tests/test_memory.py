@@ -32,7 +32,8 @@ def test_peak_rss_is_flat_in_length(tmp_path, official_2stems):
     for seconds in (30, 300):
         path = tmp_path / f"song{seconds}.wav"
         soundfile.write(path, np.tile(block, (seconds // 30, 1)), 44100, subtype="PCM_16")
-        peaks[seconds] = _peak_mb(["separate", "--model-dir", str(official_2stems.parent), "-o", str(tmp_path / "out"), str(path)])
+        args = ["separate", "--model-dir", str(official_2stems.parent), "-o", str(tmp_path / "out"), str(path)]
+        peaks[seconds] = _peak_mb(args)
     print("peak RSS MB:", peaks)
     assert peaks[300] < 1024
     assert peaks[300] - peaks[30] < 100  # 10x the audio, same memory
