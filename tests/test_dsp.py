@@ -16,7 +16,7 @@ def test_stft_matches_tf_signal_with_pad_end():
     n_frames = -(-x.shape[0] // HOP)
     assert expected.shape[0] == n_frames
     padded = np.concatenate([x, np.zeros(((n_frames - 1) * HOP + FRAME - x.shape[0], 2), np.float32)])
-    ours = stft_frames(padded, FRAME, HOP, n_frames, periodic_hann(FRAME))
+    ours = stft_frames(padded, FRAME, HOP, n_frames, periodic_hann(FRAME)).transpose(1, 2, 0)
     assert ours.shape == expected.shape
     np.testing.assert_allclose(ours, expected, atol=2e-3 * np.abs(expected).max() / 100)
 
@@ -26,7 +26,8 @@ def test_overlap_add_matches_tf_inverse_stft_in_pieces():
     spec = (rng.normal(size=(37, FRAME // 2 + 1, 2)) + 1j * rng.normal(size=(37, FRAME // 2 + 1, 2))).astype(np.complex64)
     expected = tf.signal.inverse_stft(spec.transpose(2, 0, 1), FRAME, HOP, window_fn=tf.signal.hann_window).numpy().T * (2 / 3)
     ola = OverlapAdd(FRAME, HOP, 2, periodic_hann(FRAME))
-    pieces = [ola.push(spec[a:b]) for a, b in ((0, 5), (5, 6), (6, 30), (30, 37))] + [ola.flush()]
+    channels_first = spec.transpose(2, 0, 1)
+    pieces = [ola.push(channels_first[:, a:b]) for a, b in ((0, 5), (5, 6), (6, 30), (30, 37))] + [ola.flush()]
     ours = np.concatenate(pieces)
     assert ours.shape == expected.shape
     np.testing.assert_allclose(ours, expected, atol=1e-4)
@@ -45,7 +46,8 @@ def test_ratio_masks_follow_spleeter_formula_and_sum_to_one():
 
 def test_mask_extension_zeros_and_average():
     mask = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
-    zeros = extend_band(mask, 5, "zeros")
+    zeros = extend_band(mask, 5, "zeros", axis=1)
     assert zeros.shape == (2, 5, 2) and np.all(zeros[:, 3:] == 0) and np.array_equal(zeros[:, :3], mask)
-    average = extend_band(mask, 5, "average")
+    average = extend_band(mask, 5, "average", axis=1)
     np.testing.assert_allclose(average[:, 4], mask.mean(axis=1))
+    assert extend_band(mask, 4, "average").shape == (2, 3, 4)  # default: the last axis

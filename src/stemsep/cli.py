@@ -163,7 +163,7 @@ def example() -> None:
 
 
 def _return_large_buffers_to_the_os() -> None:
-    """Serve allocations >= 64 KiB with mmap so freed chunk buffers go back to the OS.
+    """Serve allocations >= 1 MiB with mmap so freed chunk buffers go back to the OS.
 
     glibc otherwise raises its mmap threshold after the first large free and
     keeps later STFT/chunk buffers on a fragmenting heap (~80 MB more peak RSS).
@@ -173,7 +173,7 @@ def _return_large_buffers_to_the_os() -> None:
 
         m_mmap_threshold = -3
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 64 * 1024)
+            ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 1024 * 1024)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import contextlib
 import math
 import string
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,7 @@ class Separator:
         self.mwf = mwf
         self.chunk_segments = chunk_segments
         self._window = periodic_hann(self.config.frame_length)
+        self._masked_buffers: dict[int, np.ndarray] = {}
 
     @property
     def instruments(self) -> tuple[str, ...]:
@@ -66,65 +68,99 @@ class Separator:
     # -- core stream ---------------------------------------------------------
 
     def stream(self, blocks: Iterable[np.ndarray], progress: Progress | None = None) -> Iterator[list[np.ndarray]]:
-        """Stereo float32 blocks at the model rate in; per-instrument blocks out, same length in total."""
+        """Stereo float32 blocks at the model rate in; per-instrument blocks out, same length in total.
+
+        Two stages overlap: while a worker thread runs the U-Nets of chunk k+1
+        (TensorFlow releases the GIL), this thread masks and inverts chunk k.
+        """
+        cfg = self.config
+        length = cfg.frame_length
+        overlap_adds = [OverlapAdd(length, cfg.frame_step, cfg.n_channels, self._window) for _ in cfg.instruments]
+        counted = _Counter(blocks)
+        emitted = 0  # samples of the zero-prefixed signal already returned or dropped
+
+        def emit(pieces: list[np.ndarray]) -> Iterator[list[np.ndarray]]:
+            # Drop the reference's leading frame of zeros and anything past the input's end.
+            nonlocal emitted
+            start, stop = emitted, emitted + pieces[0].shape[0]
+            emitted = stop
+            lo, hi = max(length - start, 0), min(length + counted.samples - start, stop - start)
+            if hi > lo:
+                yield [p[lo:hi] for p in pieces]
+            if progress:
+                progress(max(min(emitted - length, counted.samples), 0) / cfg.sample_rate)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stemsep-unet") as unet:
+            pending = None
+            for stft in self._stft_chunks(counted):
+                future = unet.submit(self._estimate, stft)
+                if pending is not None:
+                    yield from emit(self._reconstruct(*pending, overlap_adds))
+                pending = (stft, future)
+            if pending is not None:
+                yield from emit(self._reconstruct(*pending, overlap_adds))
+        yield from emit([ola.flush() for ola in overlap_adds])
+
+    def _stft_chunks(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """STFT chunks of ``chunk_segments * T`` frames (the last one shorter), complex64 [channels, frames, bins].
+
+        As the reference: one frame of zeros in front, frames every hop, and
+        the end zero-padded until the signal is covered (tf.signal's pad_end).
+        """
         cfg = self.config
         length, hop = cfg.frame_length, cfg.frame_step
         chunk_frames = cfg.T * self.chunk_segments
         chunk_samples = (chunk_frames - 1) * hop + length
-        overlap_adds = [OverlapAdd(length, hop, cfg.n_channels, self._window) for _ in cfg.instruments]
-        # The reference prepends one frame of zeros; `buffer` starts at frame `frame` of that padded signal.
         buffer = np.zeros((length, cfg.n_channels), dtype=np.float32)
-        n_input = 0
-        emitted = 0  # samples of the padded signal already returned or dropped
-
-        def emit(pieces: list[np.ndarray], final: bool) -> Iterator[list[np.ndarray]]:
-            nonlocal emitted
-            start, stop = emitted, emitted + pieces[0].shape[0]
-            emitted = stop
-            lo, hi = max(length - start, 0), min(length + n_input - start, stop - start) if final else stop - start
-            if hi > lo:
-                yield [p[lo:hi] for p in pieces]
-
         for block in blocks:
             buffer = np.concatenate([buffer, block.astype(np.float32, copy=False)])
-            n_input += block.shape[0]
             while buffer.shape[0] >= chunk_samples:
-                stft = stft_frames(buffer, length, hop, chunk_frames, self._window)
-                yield from emit(self._separate_chunk(stft, overlap_adds), final=False)
+                yield stft_frames(buffer, length, hop, chunk_frames, self._window)
                 buffer = buffer[chunk_frames * hop :]
-                if progress:
-                    progress(max(emitted - length, 0) / cfg.sample_rate)
-        # pad_end: frames until the padded signal is covered, the end zero-filled.
         remaining = math.ceil(buffer.shape[0] / hop)
-        buffer = np.concatenate(
-            [buffer, np.zeros(((remaining - 1) * hop + length - buffer.shape[0], cfg.n_channels), np.float32)]
-        )
+        padding = np.zeros(((remaining - 1) * hop + length - buffer.shape[0], cfg.n_channels), np.float32)
+        buffer = np.concatenate([buffer, padding])
         while remaining > 0:
             n = min(chunk_frames, remaining)
-            stft = stft_frames(buffer, length, hop, n, self._window)
-            yield from emit(self._separate_chunk(stft, overlap_adds), final=True)
+            yield stft_frames(buffer, length, hop, n, self._window)
             buffer = buffer[n * hop :]
             remaining -= n
-        yield from emit([ola.flush() for ola in overlap_adds], final=True)
-        if progress:
-            progress(n_input / cfg.sample_rate)
 
-    def _separate_chunk(self, stft: np.ndarray, overlap_adds: list[OverlapAdd]) -> list[np.ndarray]:
+    def _estimate(self, stft: np.ndarray) -> list[np.ndarray]:
+        """U-Net estimates [frames, F, channels] per instrument for stft [channels, frames, bins]."""
         cfg = self.config
-        n_frames = stft.shape[0]
+        n_frames = stft.shape[1]
         n_segments = math.ceil(n_frames / cfg.T)
         magnitude = np.zeros((n_segments * cfg.T, cfg.F, cfg.n_channels), dtype=np.float32)
-        magnitude[:n_frames] = np.abs(stft[:, : cfg.F, :])
+        magnitude[:n_frames] = np.abs(stft[:, :, : cfg.F]).transpose(1, 2, 0)
         segments = magnitude.reshape(n_segments, cfg.T, cfg.F, cfg.n_channels)
         # One segment per call: activations of a batch cost ~100 MB per segment, and batch 1 is as fast on CPU.
         per_segment = [self.model(segments[i : i + 1]) for i in range(n_segments)]
-        estimates = [np.concatenate(outs).reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for outs in zip(*per_segment)]
+        return [np.concatenate(outs).reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for outs in zip(*per_segment)]
+
+    def _reconstruct(self, stft: np.ndarray, estimates: Future, overlap_adds: list[OverlapAdd]) -> list[np.ndarray]:
+        """Masks (or Wiener filter) on the chunk's STFT, then inverse STFT: finished samples per instrument."""
+        cfg = self.config
+        values = estimates.result()
         if self.mwf:
-            stfts = wiener_stfts(estimates, stft)
+            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(values, stft.transpose(1, 2, 0))]
         else:
-            masks = ratio_masks(estimates, cfg.separation_exponent)
-            stfts = [extend_band(m, cfg.n_bins, cfg.mask_extension) * stft for m in masks]
+            masks = ratio_masks(values, cfg.separation_exponent)
+            stfts = [self._apply_mask(i, mask.transpose(2, 0, 1), stft) for i, mask in enumerate(masks)]
         return [ola.push(s) for ola, s in zip(overlap_adds, stfts)]
+
+    def _apply_mask(self, index: int, mask: np.ndarray, stft: np.ndarray) -> np.ndarray:
+        """mask [channels, frames, F] extended to every bin, times stft [channels, frames, bins]."""
+        cfg = self.config
+        if cfg.mask_extension == "zeros":
+            # Bins above F stay silent: multiply only the band, into a buffer
+            # reused across chunks whose upper bins are zero once and for all.
+            masked = self._masked_buffers.get(index)
+            if masked is None or masked.shape != stft.shape:
+                masked = self._masked_buffers[index] = np.zeros_like(stft)
+            np.multiply(stft[:, :, : cfg.F], mask, out=masked[:, :, : cfg.F])
+            return masked
+        return stft * extend_band(mask, cfg.n_bins, cfg.mask_extension)
 
     # -- arrays --------------------------------------------------------------
 
@@ -264,3 +300,16 @@ def _make_folders(folder: Path) -> list[Path]:
     except OSError as error:
         raise StemsepError(f"Cannot create the output folder {folder} ({error.strerror}).") from None
     return missing[::-1]
+
+
+class _Counter:
+    """Passes blocks through and counts their samples (the input's length, known at its end)."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]) -> None:
+        self.blocks = blocks
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self.blocks:
+            self.samples += block.shape[0]
+            yield block

@@ -15,19 +15,22 @@ def ratio_masks(estimates: list[np.ndarray], exponent: float) -> list[np.ndarray
     return [(p + share) / total for p in powered]
 
 
-def extend_band(values: np.ndarray, n_bins: int, mode: str) -> np.ndarray:
-    """Extend [..., F, C] to [..., n_bins, C] along the frequency axis (-2).
+def extend_band(values: np.ndarray, n_bins: int, mode: str, axis: int = -1) -> np.ndarray:
+    """Extend ``values`` from F to ``n_bins`` bins along the frequency ``axis``.
 
     ``zeros`` leaves the bins above F silent; ``average`` repeats the mean
     over the modelled band, as Spleeter's ``mask_extension``.
     """
-    missing = n_bins - values.shape[-2]
+    axis = axis % values.ndim
+    missing = n_bins - values.shape[axis]
     if missing <= 0:
         return values
     if mode == "average":
-        row = values.mean(axis=-2, keepdims=True, dtype=np.float32)
+        row = values.mean(axis=axis, keepdims=True, dtype=np.float32)
     elif mode == "zeros":
-        row = np.zeros_like(values[..., :1, :])
+        row = np.zeros_like(np.take(values, [0], axis=axis))
     else:
         raise ValueError(f"unknown mask extension {mode!r}")
-    return np.concatenate([values, np.broadcast_to(row, (*values.shape[:-2], missing, values.shape[-1]))], axis=-2)
+    shape = list(values.shape)
+    shape[axis] = missing
+    return np.concatenate([values, np.broadcast_to(row, shape)], axis=axis)

@@ -23,16 +23,17 @@ def periodic_hann(frame_length: int) -> np.ndarray:
 def stft_frames(signal: np.ndarray, frame_length: int, frame_step: int, n_frames: int, window: np.ndarray) -> np.ndarray:
     """STFT of ``n_frames`` frames starting at sample 0 of ``signal`` [samples, channels].
 
-    Returns complex64 [n_frames, frame_length // 2 + 1, channels]. ``signal``
-    must hold at least ``(n_frames - 1) * frame_step + frame_length`` samples.
+    Returns complex64 [channels, n_frames, frame_length // 2 + 1] (channel-first
+    so that every FFT runs on contiguous rows). ``signal`` must hold at least
+    ``(n_frames - 1) * frame_step + frame_length`` samples.
     """
     needed = (n_frames - 1) * frame_step + frame_length
     if signal.shape[0] < needed:
         raise ValueError(f"stft_frames needs {needed} samples, got {signal.shape[0]}")
+    channels_first = np.ascontiguousarray(signal[:needed].T)
     # [channels, n_frames, frame_length] view without copying the waveform.
-    framed = np.lib.stride_tricks.sliding_window_view(signal[:needed].T, frame_length, axis=1)[:, ::frame_step]
-    spectrum = scipy.fft.rfft(framed * window, axis=-1, workers=-1)
-    return np.ascontiguousarray(spectrum.transpose(1, 2, 0), dtype=np.complex64)
+    framed = np.lib.stride_tricks.sliding_window_view(channels_first, frame_length, axis=1)[:, ::frame_step]
+    return scipy.fft.rfft(framed * window, axis=-1, workers=-1).astype(np.complex64, copy=False)
 
 
 class OverlapAdd:
@@ -47,38 +48,37 @@ class OverlapAdd:
         self.frame_length = frame_length
         self.frame_step = frame_step
         self.window = window
-        self.carry = np.zeros((frame_length - frame_step, channels), dtype=np.float32)
+        self.carry = np.zeros((channels, frame_length - frame_step), dtype=np.float32)
 
     def push(self, stft: np.ndarray) -> np.ndarray:
-        """Add frames [n, bins, channels]; return the samples now complete ([n * step, channels])."""
-        n_frames, _, channels = stft.shape
+        """Add frames [channels, n, bins]; return the samples now complete ([n * step, channels])."""
+        channels, n_frames, _ = stft.shape
         if n_frames == 0:
             return np.zeros((0, channels), dtype=np.float32)
-        frames = scipy.fft.irfft(stft, n=self.frame_length, axis=1, workers=-1).astype(np.float32, copy=False)
-        frames *= self.window[None, :, None]
+        frames = scipy.fft.irfft(stft, n=self.frame_length, axis=-1, workers=-1).astype(np.float32, copy=False)
+        frames *= self.window
         step, length = self.frame_step, self.frame_length
-        out = np.zeros(((n_frames - 1) * step + length, channels), dtype=np.float32)
-        out[: self.carry.shape[0]] += self.carry
-        # Add frames in groups of frame_length // frame_step so that each group
-        # lays out contiguously (one strided add per group instead of n adds).
+        out = np.zeros((channels, (n_frames - 1) * step + length), dtype=np.float32)
+        out[:, : self.carry.shape[1]] += self.carry
+        # Frames frame_length apart do not overlap: add each such group with one
+        # contiguous add (frame_length / frame_step adds instead of n).
         ratio = length // step if length % step == 0 else 1
         for phase in range(ratio):
-            group = frames[phase::ratio]
-            if group.shape[0] == 0:
+            group = frames[:, phase::ratio]
+            if group.shape[1] == 0:
                 continue
             start = phase * step
-            stop = start + group.shape[0] * ratio * step
             if ratio * step == length:
-                out[start:stop] += group.reshape(-1, channels)
-            else:  # frames of a group overlap: fall back to one add per frame
-                for k, frame in enumerate(group):
+                out[:, start : start + group.shape[1] * length] += group.reshape(channels, -1)
+            else:  # frames of a group overlap: one add per frame
+                for k in range(group.shape[1]):
                     pos = start + k * ratio * step
-                    out[pos : pos + length] += frame
+                    out[:, pos : pos + length] += group[:, k]
         done = n_frames * step
-        self.carry = out[done:].copy()
-        return out[:done] * np.float32(WINDOW_COMPENSATION)
+        self.carry = out[:, done:].copy()
+        return (out[:, :done] * np.float32(WINDOW_COMPENSATION)).T
 
     def flush(self) -> np.ndarray:
-        """The samples still pending after the last frame."""
+        """The samples still pending after the last frame, [frame_length - frame_step, channels]."""
         tail, self.carry = self.carry * np.float32(WINDOW_COMPENSATION), np.zeros_like(self.carry)
-        return tail
+        return tail.T

@@ -15,6 +15,6 @@ def wiener_stfts(estimates: list[np.ndarray], stft: np.ndarray) -> list[np.ndarr
     import norbert
 
     n_bins = stft.shape[1]
-    v = np.stack([extend_band(e, n_bins, "zeros") for e in estimates], axis=-1)
+    v = np.stack([extend_band(e, n_bins, "zeros", axis=1) for e in estimates], axis=-1)
     y = norbert.wiener(v, stft)
     return [np.ascontiguousarray(y[..., i], dtype=np.complex64) for i in range(len(estimates))]
