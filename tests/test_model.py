@@ -57,8 +57,22 @@ def test_every_official_variable_is_mapped(official_2stems):
 
 def test_imported_weights_reproduce_checkpoint_values(official_2stems, separator_2stems):
     variables = read_checkpoint(checkpoint_prefix(official_2stems))
-    layer = separator_2stems.model.keras_model.get_layer("accompaniment_deconv3")
+    layer = separator_2stems.model.build_keras().get_layer("accompaniment_deconv3")
     np.testing.assert_array_equal(layer.get_weights()[0], variables["conv2d_transpose_8/kernel"])
+
+
+def test_compiled_cache_gives_keras_numbers_and_is_reused(tmp_path, monkeypatch, official_2stems):
+    monkeypatch.setenv("STEMSEP_CACHE", str(tmp_path))
+    source = resolve_source("spleeter:2stems", official_2stems.parent)
+    first = SeparationModel(source)  # builds the Keras model and saves the SavedModel
+    assert len(list((tmp_path / "compiled").iterdir())) == 1
+    keras_model = first.build_keras()
+    monkeypatch.setattr(SeparationModel, "build_keras", lambda self: pytest.fail("compiled cache not used"))
+    second = SeparationModel(source)  # loads the SavedModel
+    segment = np.random.default_rng(0).uniform(0, 2, (1, 512, 1024, 2)).astype(np.float32)
+    expected = [np.asarray(o) for o in keras_model(segment, training=False)]
+    for reference, compiled in zip(expected, second(segment)):
+        np.testing.assert_allclose(compiled, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path, official_2stems):

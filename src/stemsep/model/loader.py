@@ -1,14 +1,18 @@
 """Turn a model descriptor (``spleeter:4stems``, a config.json, a model folder) into a ready U-Net.
 
-Official TF1 checkpoints are converted to Keras weights once and cached under
-``<cache>/converted/`` keyed by the checkpoint's index file (which holds a
-CRC of every tensor) and data sizes, so later runs skip the conversion.
+Official TF1 checkpoints are converted once: the Keras U-Net with the
+imported weights is saved as a SavedModel under ``<cache>/compiled/``, keyed
+by the checkpoint's index file (which holds a CRC of every tensor), its data
+sizes and the config, so later runs skip the build, import and tracing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from stemsep.config import ModelConfig, load_config_file, load_preset, preset_na
 from stemsep.errors import StemsepError
 from stemsep.model.provider import has_checkpoint, resolve_pretrained
 
-KERAS_WEIGHTS = "model.weights.h5"
+KERAS_WEIGHTS = "model.weights.h5"  # what a model trained by stemsep holds
 CONFIG_NAME = "config.json"
 
 
@@ -84,51 +88,78 @@ def resolve_source(descriptor: str, model_dir: Path | None = None) -> ModelSourc
 
 
 class SeparationModel:
-    """The U-Net of every instrument behind one compiled call on [B, T, F, 2] magnitudes."""
+    """The U-Net of every instrument behind one compiled call on [B, T, F, 2] magnitudes.
+
+    The first use of a model builds the Keras U-Net, imports its weights and
+    saves the inference function as a SavedModel in ``<cache>/compiled/``;
+    later runs load that graph directly (no Keras build, no tracing: ~1 s
+    less start-up). The cache key covers the weights, the config and
+    ``COMPILED_FORMAT``, which changes whenever the graph code does.
+    """
+
+    COMPILED_FORMAT = "1"
 
     def __init__(self, source: ModelSource) -> None:
         from stemsep._tf import import_tensorflow
 
-        tf = import_tensorflow()
-
-        from stemsep.model.unet import build_unet_model
-
+        self._tf = import_tensorflow()
         self.source = source
         self.config = source.config
-        self.keras_model = build_unet_model(self.config)
-        self._load_weights()
-        spec = tf.TensorSpec([None, self.config.T, self.config.F, self.config.n_channels], tf.float32)
-        self._call = tf.function(lambda x: self.keras_model(x, training=False), input_signature=[spec], jit_compile=False)
+        self._call = self._load_compiled()
 
-    def _load_weights(self) -> None:
-        from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_checkpoint
+    def build_keras(self):
+        """The Keras U-Net with the source's weights."""
+        from stemsep.model.unet import build_unet_model
 
+        model = build_unet_model(self.config)
         weights = self.source.weights
         if weights.is_file():
-            self._load_keras_weights(weights)
-            return
-        cached = cache_root() / "converted" / f"{_checkpoint_key(weights)}.weights.h5"
-        if cached.is_file():
             try:
-                self._load_keras_weights(cached)
-                return
-            except StemsepError:
-                cached.unlink(missing_ok=True)  # a stale or broken conversion: redo it
-        prefix = checkpoint_prefix(weights)
-        assign_checkpoint(self.keras_model, read_checkpoint(prefix), self.config.instruments, str(prefix))
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.weights.h5")
-            self.keras_model.save_weights(tmp)
-            os.replace(tmp, cached)
-        except OSError:
-            pass  # a read-only cache only costs the conversion next time
+                model.load_weights(weights)
+            except Exception as error:  # noqa: BLE001 - h5py/keras raise many types for a bad file
+                raise StemsepError(f"Weights file {weights} is corrupt or does not fit this model ({type(error).__name__}).") from None
+        else:
+            from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_checkpoint
 
-    def _load_keras_weights(self, path: Path) -> None:
+            prefix = checkpoint_prefix(weights)
+            assign_checkpoint(model, read_checkpoint(prefix), self.config.instruments, str(prefix))
+        return model
+
+    def _compiled_key(self) -> str:
+        weights = self.source.weights
+        digest = hashlib.sha256(self.COMPILED_FORMAT.encode())
+        digest.update(json.dumps(self.config.raw, sort_keys=True, default=str).encode())
+        if weights.is_file():
+            stat = weights.stat()
+            digest.update(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        else:
+            digest.update(_checkpoint_key(weights).encode())
+        return digest.hexdigest()[:24]
+
+    def _load_compiled(self):
+        tf = self._tf
+        folder = cache_root() / "compiled" / self._compiled_key()
+        if (folder / "saved_model.pb").is_file():
+            try:
+                # Keep the loaded object: its variables die with it.
+                self._module = tf.saved_model.load(str(folder))
+                return self._module.separate
+            except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt below
+                shutil.rmtree(folder, ignore_errors=True)
+        model = self.build_keras()
+        spec = tf.TensorSpec([None, self.config.T, self.config.F, self.config.n_channels], tf.float32, name="magnitude")
+        module = tf.Module()
+        module.weights = model.weights
+        module.separate = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        self._module = module
         try:
-            self.keras_model.load_weights(path)
-        except Exception as error:
-            raise StemsepError(f"Weights file {path} is corrupt or does not fit this model ({type(error).__name__}).") from None
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+            tf.saved_model.save(module, str(staging))
+            os.replace(staging, folder)
+        except OSError:
+            pass  # a read-only cache only costs this build next time
+        return module.separate
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
         """[B, T, F, 2] float32 -> one [B, T, F, 2] estimate per instrument."""
