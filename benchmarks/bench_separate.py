@@ -111,10 +111,9 @@ def main() -> None:
         inputs = make_inputs(example_song(), Path(tmp), [int(x) for x in args.lengths.split(",") if x])
         for label, path in inputs.items():
             results = {}
-            for name, command, env in (
-                ("stemsep", [str(ours_bin), "separate", "-p", "spleeter:2stems", "-o", f"{tmp}/ours", "--overwrite", str(path)], ours_env),
-                ("spleeter 2.4.2", [str(reference_bin), "separate", "-p", "spleeter:2stems", "-o", f"{tmp}/ref", str(path)], reference_env),
-            ):
+            ours_cmd = [str(ours_bin), "separate", "-p", "spleeter:2stems", "-o", f"{tmp}/ours", "--overwrite", str(path)]
+            reference_cmd = [str(reference_bin), "separate", "-p", "spleeter:2stems", "-o", f"{tmp}/ref", str(path)]
+            for name, command, env in (("stemsep", ours_cmd, ours_env), ("spleeter 2.4.2", reference_cmd, reference_env)):
                 runs = [run_measured(command, env) for _ in range(args.repeat)]
                 results[name] = (statistics.median(w for w, _ in runs), max(m for _, m in runs))
                 print(f"{label:24} {name:15} wall {results[name][0]:6.1f} s  peak {results[name][1]:6.0f} MiB", file=sys.stderr)
@@ -126,8 +125,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, (ow, om), (rw, rm) in rows:
         print(f"| {label} | {ow:.1f} s | {rw:.1f} s | {ow / rw:.2f} | {om:.0f} MiB | {rm:.0f} MiB | {om / rm:.2f} |")
-    print(f"\nU-Net (2 instruments) per [1, 512, 1024, 2] segment: {ms:.0f} ms = {unet_rate:.0f} GFLOP/s; "
-          f"numpy float32 matmul 2048^3: {matmul_rate:.0f} GFLOP/s ({unet_rate / matmul_rate:.0%}).")
+    print(
+        f"\nU-Net (2 instruments) per [1, 512, 1024, 2] segment: {ms:.0f} ms = {unet_rate:.0f} GFLOP/s; "
+        f"numpy float32 matmul 2048^3: {matmul_rate:.0f} GFLOP/s ({unet_rate / matmul_rate:.0%})."
+    )
 
 
 if __name__ == "__main__":

@@ -116,8 +116,9 @@ class SeparationModel:
         if weights.is_file():
             try:
                 model.load_weights(weights)
-            except Exception as error:  # noqa: BLE001 - h5py/keras raise many types for a bad file
-                raise StemsepError(f"Weights file {weights} is corrupt or does not fit this model ({type(error).__name__}).") from None
+            except Exception as error:  # h5py/keras raise many types for a bad file
+                problem = f"is corrupt or does not fit this model ({type(error).__name__})"
+                raise StemsepError(f"Weights file {weights} {problem}.") from None
         else:
             from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_checkpoint
 
@@ -144,7 +145,7 @@ class SeparationModel:
                 # Keep the loaded object: its variables die with it.
                 self._module = tf.saved_model.load(str(folder))
                 return self._module.separate
-            except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt below
+            except Exception:  # a broken cache entry is rebuilt below
                 shutil.rmtree(folder, ignore_errors=True)
         model = self.build_keras()
         spec = tf.TensorSpec([None, self.config.T, self.config.F, self.config.n_channels], tf.float32, name="magnitude")
