@@ -89,3 +89,19 @@ def test_unknown_descriptor_is_reported(tmp_path):
         resolve_source("nonsense")
     with pytest.raises(StemsepError, match=r"has no config\.json"):
         resolve_source(str(tmp_path))
+
+
+def test_a_model_folder_with_keras_weights_loads_like_the_preset(tmp_path, official_2stems, separator_2stems, example_wave):
+    """`-p folder` (config.json + model.weights.h5, what stemsep training writes) gives the preset's stems."""
+    import json
+
+    from stemsep.separate import Separator
+
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(load_preset("2stems").raw))
+    separator_2stems.model.build_keras().save_weights(folder / "model.weights.h5")
+    ours = Separator(str(folder)).separate(example_wave[:200_000], 44100)
+    preset = separator_2stems.separate(example_wave[:200_000], 44100)
+    for name in ("vocals", "accompaniment"):
+        np.testing.assert_allclose(ours[name], preset[name], atol=1e-5)
