@@ -61,6 +61,12 @@ def separate(
         typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist.")] = False,
+    backend: Annotated[
+        str, typer.Option("--backend", help="keras (TensorFlow), or litert / onnx with -p a folder made by `stemsep export`.")
+    ] = "keras",
+    quantization: Annotated[
+        str | None, typer.Option("--quantization", help="With litert/onnx: none, fp16 or int8.", show_default=False)
+    ] = None,
 ) -> None:
     """Separate audio files into one file per instrument."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -70,7 +76,9 @@ def separate(
     try:
         resolve_codec(codec)
         parse_bitrate(bitrate)
-        separator = Separator(params_filename, mwf=mwf, model_dir=model_dir)
+        if backend != "keras" and params_filename == "spleeter:2stems":
+            raise StemsepError(f"--backend {backend} runs an exported model: pass -p FOLDER made by `stemsep export`.")
+        separator = Separator(params_filename, mwf=mwf, model_dir=model_dir, backend=backend, quantization=quantization)
     except StemsepError as error:
         _err(str(error))
         raise typer.Exit(1) from None
@@ -122,6 +130,34 @@ def _separate_one(separator, path: Path, output_path: Path, codec, bitrate, file
             overwrite,
             progress=lambda seconds: progress.update(task, completed=min(seconds, total) if total else seconds),
         )
+
+
+@app.command()
+def export(
+    params_filename: Annotated[
+        str, typer.Option("-p", "--params_filename", "--params-filename", help="spleeter:Nstems, a config or a model folder.")
+    ] = "spleeter:2stems",
+    fmt: Annotated[str, typer.Option("--format", help="tflite, onnx or savedmodel.")] = "tflite",
+    quantize: Annotated[str, typer.Option("--quantize", help="none, fp16 (tflite) or int8 (dynamic-range).")] = "none",
+    kind: Annotated[str, typer.Option("--kind", help="spectrogram (U-Nets) or waveform (end to end).")] = "spectrogram",
+    output_path: Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")] = Path("exported"),
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Like $MODEL_PATH.", show_default=False)] = None,
+) -> None:
+    """Export a model to TFLite (builtins only), ONNX or SavedModel, verified against Keras."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        from stemsep.export.build import export_model
+
+        written = export_model(params_filename, fmt, output_path, kind=kind, quantize=quantize, model_dir=model_dir)
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    except Exception as error:  # a converter failure is one line, not a traceback
+        _err(f"export failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error).strip() else ''}")
+        raise typer.Exit(1) from None
+    for path in written:
+        size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        typer.echo(f"{path}  ({size / 1e6:.1f} MB, metadata in {path.name}.json)")
 
 
 @app.command()

@@ -49,12 +49,22 @@ class Separator:
         mwf: bool = False,
         model_dir: str | Path | None = None,
         chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+        backend: str = "keras",
+        quantization: str | None = None,
     ) -> None:
-        from stemsep.model.loader import load_model
-
+        """``backend`` keras runs ``model`` (preset, config or model folder) with TensorFlow;
+        litert and onnx run the spectrogram model exported in the folder ``model``
+        (``quantization`` picks among several), without importing TensorFlow."""
         if chunk_segments < 1:
             raise StemsepError("chunk_segments must be at least 1.")
-        self.model = load_model(model, Path(model_dir) if model_dir else None)
+        if backend == "keras":
+            from stemsep.model.loader import load_model
+
+            self.model = load_model(model, Path(model_dir) if model_dir else None)
+        else:
+            from stemsep.runtime.exported import load_exported
+
+            self.model = load_exported(Path(model), backend, quantization)
         self.config = self.model.config
         self.mwf = mwf
         self.chunk_segments = chunk_segments

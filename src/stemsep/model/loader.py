@@ -87,6 +87,50 @@ def resolve_source(descriptor: str, model_dir: Path | None = None) -> ModelSourc
     )
 
 
+def build_keras(source: ModelSource):
+    """The Keras U-Net of ``source`` with its weights (Keras file or imported TF1 checkpoint)."""
+    from stemsep._tf import import_tensorflow
+
+    import_tensorflow()
+    from stemsep.model.unet import build_unet_model
+
+    model = build_unet_model(source.config)
+    weights = source.weights
+    if weights.is_file():
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # h5py/keras raise many types for a bad file
+            problem = f"is corrupt or does not fit this model ({type(error).__name__})"
+            raise StemsepError(f"Weights file {weights} {problem}.") from None
+    else:
+        from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_checkpoint
+
+        prefix = checkpoint_prefix(weights)
+        assign_checkpoint(model, read_checkpoint(prefix), source.config.instruments, str(prefix))
+    return model
+
+
+def weights_sha256(source: ModelSource) -> str:
+    """sha256 of the weights a model was made from (all checkpoint files, in name order)."""
+    files = (
+        [source.weights]
+        if source.weights.is_file()
+        else sorted(p for p in source.weights.iterdir() if p.name.startswith(checkpoint_prefix_name(source.weights)))
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_prefix_name(folder: Path) -> str:
+    from stemsep.model.checkpoint import checkpoint_prefix
+
+    return checkpoint_prefix(folder).name + "."
+
+
 class SeparationModel:
     """The U-Net of every instrument behind one compiled call on [B, T, F, 2] magnitudes.
 
@@ -109,22 +153,7 @@ class SeparationModel:
 
     def build_keras(self):
         """The Keras U-Net with the source's weights."""
-        from stemsep.model.unet import build_unet_model
-
-        model = build_unet_model(self.config)
-        weights = self.source.weights
-        if weights.is_file():
-            try:
-                model.load_weights(weights)
-            except Exception as error:  # h5py/keras raise many types for a bad file
-                problem = f"is corrupt or does not fit this model ({type(error).__name__})"
-                raise StemsepError(f"Weights file {weights} {problem}.") from None
-        else:
-            from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_checkpoint
-
-            prefix = checkpoint_prefix(weights)
-            assign_checkpoint(model, read_checkpoint(prefix), self.config.instruments, str(prefix))
-        return model
+        return build_keras(self.source)
 
     def _compiled_key(self) -> str:
         weights = self.source.weights

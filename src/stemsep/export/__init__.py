@@ -1,0 +1,1 @@
+"""Export to TFLite (LiteRT), ONNX and SavedModel, for phones and edge devices."""

@@ -1,0 +1,1 @@
+"""Separation with exported models through LiteRT or ONNX Runtime: no TensorFlow import."""

@@ -1,0 +1,67 @@
+"""Exported spectrogram models behind the same call as the Keras model: [B, T, F, 2] -> estimates.
+
+Only numpy and the runtime (``ai-edge-litert`` or ``onnxruntime``) are imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from stemsep.errors import StemsepError
+from stemsep.export.metadata import ExportedModel, select
+
+BACKEND_FORMATS = {"litert": "tflite", "onnx": "onnx"}
+
+
+def tflite_runner(path: Path, threads: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """input array -> {output name: array} for a .tflite file's (single) signature."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise StemsepError("The litert backend needs ai-edge-litert: pip install ai-edge-litert.") from None
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    runner = interpreter.get_signature_runner(next(iter(interpreter.get_signature_list())))
+    (input_name,) = runner.get_input_details()
+    return lambda x: runner(**{input_name: x})
+
+
+def onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """input array -> {output name: array} for a .onnx file with one input."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise StemsepError("The onnx backend needs onnxruntime: pip install onnxruntime.") from None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    names = [o.name.split(":")[0] for o in session.get_outputs()]
+    return lambda x: dict(zip(names, session.run(None, {input_name: x})))
+
+
+RUNNERS = {"litert": tflite_runner, "onnx": onnx_runner}
+
+
+class ExportedSpectrogramModel:
+    """An exported multi-instrument spectrogram model, called one segment at a time (batch-1 files)."""
+
+    def __init__(self, exported: ExportedModel, backend: str, threads: int) -> None:
+        self.exported = exported
+        self.config = exported.config
+        self._run = RUNNERS[backend](exported.path, threads)
+
+    def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
+        outputs = [self._run(segments[i : i + 1]) for i in range(segments.shape[0])]
+        return [np.concatenate([o[name] for o in outputs]) for name in self.config.instruments]
+
+
+def load_exported(folder: Path, backend: str, quantization: str | None = None, threads: int | None = None):
+    """The multi-instrument spectrogram model in ``folder`` for ``backend`` (litert or onnx)."""
+    if backend not in BACKEND_FORMATS:
+        raise StemsepError(f"Unknown backend {backend!r}; choose keras, litert or onnx.")
+    exported = select(folder, BACKEND_FORMATS[backend], quantization)
+    return ExportedSpectrogramModel(exported, backend, threads or os.cpu_count() or 1)
