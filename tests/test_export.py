@@ -125,3 +125,27 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
         report = {name: round(snr_db(reference[name], stems[name]), 1) for name in reference}
         print(f"4stems {backend} SNR vs keras (dB):", report)
         assert min(report.values()) >= minimum, report
+
+
+@pytest.mark.slow
+def test_litert_backend_in_a_venv_without_tensorflow(exported_2stems, keras_stems, example_mp3, tmp_path):
+    """requirements-lite.txt + --no-deps: no TensorFlow, and `stemsep separate --backend litert` works."""
+    from tests.reference.harness import root
+
+    venv = root() / "lite-venv"
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    if not (venv / ".complete").exists():
+        subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([*pip, "-r", str(ROOT / "requirements-lite.txt")], check=True, timeout=1800)
+        (venv / ".complete").write_text("ok")
+    subprocess.run([*pip, "--no-deps", "--force-reinstall", str(ROOT)], check=True, timeout=600)
+    probe = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True)
+    assert probe.returncode != 0  # TensorFlow really is absent
+    out = tmp_path / "out"
+    command = [str(venv / "bin" / "stemsep"), "separate", "--backend", "litert", "-p", str(exported_2stems), "-o", str(out)]
+    result = subprocess.run([*command, str(example_mp3)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for name in ("vocals", "accompaniment"):
+        ours = soundfile.read(out / "audio_example" / f"{name}.wav", dtype="float32")[0]
+        assert snr_db(keras_stems[name], ours) > 60  # limited by the 16-bit output file
