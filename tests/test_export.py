@@ -18,9 +18,16 @@ from tests.helpers import snr_db
 
 ROOT = Path(__file__).resolve().parents[1]
 # (format, kind, quantization) exported once for the module.
-EXPORTS = [("tflite", "spectrogram", "none"), ("tflite", "spectrogram", "fp16"), ("tflite", "spectrogram", "int8"),
-           ("onnx", "spectrogram", "none"), ("tflite", "waveform", "none")]  # fmt: skip
-MINIMUM_DB = {"none": 60.0, "fp16": 40.0, "int8": 5.0}
+EXPORTS = [
+    ("tflite", "spectrogram", "none"),
+    ("tflite", "spectrogram", "fp16"),
+    ("tflite", "spectrogram", "int8"),
+    ("tflite", "spectrogram", "int8-dynamic"),
+    ("onnx", "spectrogram", "none"),
+    ("tflite", "waveform", "none"),
+]
+# int8-dynamic is fast but measures ~6 / 12 dB on this U-Net (see README): guarded, not a target.
+MINIMUM_DB = {"none": 60.0, "fp16": 40.0, "int8": 20.0, "int8-dynamic": 5.0}
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +45,14 @@ def keras_stems(separator_2stems, example_wave) -> dict[str, np.ndarray]:
 
 def test_every_tflite_is_builtins_only(exported_2stems):
     files = sorted(exported_2stems.glob("*.tflite"))
-    assert len(files) == 3 * 3 + 1  # 3 quantizations x (multi + 2 instruments) + the waveform model
+    assert len(files) == 4 * 3 + 1  # 4 quantizations x (multi + 2 instruments) + the waveform model
     for path in files:
         assert flex_ops(path) == set(), path
         assert not any(op.startswith("CUSTOM") for op in operator_names(path)), path
     assert {"RFFT2D", "REVERSE_V2"} <= operator_names(exported_2stems / "2stems-waveform-fp32.tflite")
 
 
-BACKENDS = [("litert", "none"), ("litert", "fp16"), ("litert", "int8"), ("onnx", "none")]
+BACKENDS = [("litert", "none"), ("litert", "fp16"), ("litert", "int8"), ("litert", "int8-dynamic"), ("onnx", "none")]
 
 
 @pytest.mark.parametrize(("backend", "quantization"), BACKENDS)

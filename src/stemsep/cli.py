@@ -65,7 +65,7 @@ def separate(
         str, typer.Option("--backend", help="keras (TensorFlow), or litert / onnx with -p a folder made by `stemsep export`.")
     ] = "keras",
     quantization: Annotated[
-        str | None, typer.Option("--quantization", help="With litert/onnx: none, fp16 or int8.", show_default=False)
+        str | None, typer.Option("--quantization", help="With litert/onnx: none, fp16, int8, int8-dynamic.", show_default=False)
     ] = None,
 ) -> None:
     """Separate audio files into one file per instrument."""
@@ -138,7 +138,7 @@ def export(
         str, typer.Option("-p", "--params_filename", "--params-filename", help="spleeter:Nstems, a config or a model folder.")
     ] = "spleeter:2stems",
     fmt: Annotated[str, typer.Option("--format", help="tflite, onnx or savedmodel.")] = "tflite",
-    quantize: Annotated[str, typer.Option("--quantize", help="none, fp16 (tflite) or int8 (dynamic-range).")] = "none",
+    quantize: Annotated[str, typer.Option("--quantize", help="none, fp16, int8 (weight-only) or int8-dynamic.")] = "none",
     kind: Annotated[str, typer.Option("--kind", help="spectrogram (U-Nets) or waveform (end to end).")] = "spectrogram",
     output_path: Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")] = Path("exported"),
     model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Like $MODEL_PATH.", show_default=False)] = None,

@@ -26,7 +26,9 @@ from stemsep.runtime.exported import onnx_runner, tflite_runner
 
 FORMATS = ("tflite", "onnx", "savedmodel")
 KINDS = ("spectrogram", "waveform")
-QUANTIZATIONS = ("none", "fp16", "int8")
+# int8: weight-only (int8 weights dequantized at load, float compute): quality first.
+# int8-dynamic: dynamic-range (activations quantized on the fly): fast, lossy on this U-Net.
+QUANTIZATIONS = ("none", "fp16", "int8", "int8-dynamic")
 ONNX_OPSET = 17
 
 tf = import_tensorflow()
@@ -46,8 +48,8 @@ def _check_request(fmt: str, kind: str, quantize: str) -> None:
             "The waveform kind exports to tflite and savedmodel (tf2onnx has no RFFT); "
             "with ONNX Runtime use the spectrogram kind (stemsep separate --backend onnx)."
         )
-    if fmt == "onnx" and quantize == "fp16":
-        raise StemsepError("fp16 is available for tflite; for onnx use none or int8.")
+    if fmt == "onnx" and quantize in ("fp16", "int8"):
+        raise StemsepError(f"{quantize} is available for tflite; for onnx use none or int8-dynamic.")
 
 
 def _model_name(source: ModelSource, descriptor: str) -> str:
@@ -185,13 +187,28 @@ def _convert_tflite(saved: Path, quantize: str) -> bytes:
     if quantize == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
-        # Dynamic-range: int8 weights, activations quantized on the fly per tensor by the kernels.
+    elif quantize == "int8-dynamic":
+        # int8 weights; the kernels quantize activations per tensor on the fly.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
-        return converter.convert()
+        model = converter.convert()
     except Exception as error:  # the converter raises ConverterError and others
         raise StemsepError(f"TFLite conversion failed ({str(error).strip().splitlines()[0][:200]}).") from None
+    return _weight_only_int8(model) if quantize == "int8" else model
+
+
+def _weight_only_int8(model: bytes) -> bytes:
+    """Channel-wise int8 weights with DEQUANTIZE ops in front (ai-edge-quantizer), float activations."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "fp32.tflite"
+        source.write_bytes(model)
+        engine = quantizer.Quantizer(str(source))
+        engine.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+        target = Path(tmp) / "int8.tflite"
+        engine.quantize().export_model(str(target))
+        return target.read_bytes()
 
 
 def _convert_onnx(function, spec, path: Path, quantize: str) -> None:
@@ -202,7 +219,7 @@ def _convert_onnx(function, spec, path: Path, quantize: str) -> None:
         tf2onnx.convert.from_function(concrete, input_signature=[spec], opset=ONNX_OPSET, output_path=str(path))
     except Exception as error:  # tf2onnx raises many types
         raise StemsepError(f"ONNX conversion failed ({str(error).strip().splitlines()[0][:200]}).") from None
-    if quantize == "int8":
+    if quantize == "int8-dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         fp32 = path.with_suffix(".fp32.onnx")
