@@ -69,7 +69,6 @@ class Separator:
         self.mwf = mwf
         self.chunk_segments = chunk_segments
         self._window = periodic_hann(self.config.frame_length)
-        self._masked_buffers: dict[int, np.ndarray] = {}
 
     @property
     def instruments(self) -> tuple[str, ...]:
@@ -86,6 +85,7 @@ class Separator:
         cfg = self.config
         length = cfg.frame_length
         overlap_adds = [OverlapAdd(length, cfg.frame_step, cfg.n_channels, self._window) for _ in cfg.instruments]
+        masked_buffers: dict[int, np.ndarray] = {}  # per stream, so one Separator can serve several streams
         counted = _Counter(blocks)
         emitted = 0  # samples of the zero-prefixed signal already returned or dropped
 
@@ -105,10 +105,10 @@ class Separator:
             for stft in self._stft_chunks(counted):
                 future = unet.submit(self._estimate, stft)
                 if pending is not None:
-                    yield from emit(self._reconstruct(*pending, overlap_adds))
+                    yield from emit(self._reconstruct(*pending, overlap_adds, masked_buffers))
                 pending = (stft, future)
             if pending is not None:
-                yield from emit(self._reconstruct(*pending, overlap_adds))
+                yield from emit(self._reconstruct(*pending, overlap_adds, masked_buffers))
         yield from emit([ola.flush() for ola in overlap_adds])
 
     def _stft_chunks(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -148,7 +148,9 @@ class Separator:
         per_segment = [self.model(segments[i : i + 1]) for i in range(n_segments)]
         return [np.concatenate(outs).reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for outs in zip(*per_segment)]
 
-    def _reconstruct(self, stft: np.ndarray, estimates: Future, overlap_adds: list[OverlapAdd]) -> list[np.ndarray]:
+    def _reconstruct(
+        self, stft: np.ndarray, estimates: Future, overlap_adds: list[OverlapAdd], buffers: dict[int, np.ndarray]
+    ) -> list[np.ndarray]:
         """Masks (or Wiener filter) on the chunk's STFT, then inverse STFT: finished samples per instrument."""
         cfg = self.config
         values = estimates.result()
@@ -156,18 +158,18 @@ class Separator:
             stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(values, stft.transpose(1, 2, 0))]
         else:
             masks = ratio_masks(values, cfg.separation_exponent)
-            stfts = [self._apply_mask(i, mask.transpose(2, 0, 1), stft) for i, mask in enumerate(masks)]
+            stfts = [self._apply_mask(mask.transpose(2, 0, 1), stft, buffers, i) for i, mask in enumerate(masks)]
         return [ola.push(s) for ola, s in zip(overlap_adds, stfts)]
 
-    def _apply_mask(self, index: int, mask: np.ndarray, stft: np.ndarray) -> np.ndarray:
+    def _apply_mask(self, mask: np.ndarray, stft: np.ndarray, buffers: dict[int, np.ndarray], index: int) -> np.ndarray:
         """mask [channels, frames, F] extended to every bin, times stft [channels, frames, bins]."""
         cfg = self.config
         if cfg.mask_extension == "zeros":
             # Bins above F stay silent: multiply only the band, into a buffer
             # reused across chunks whose upper bins are zero once and for all.
-            masked = self._masked_buffers.get(index)
+            masked = buffers.get(index)
             if masked is None or masked.shape != stft.shape:
-                masked = self._masked_buffers[index] = np.zeros_like(stft)
+                masked = buffers[index] = np.zeros_like(stft)
             np.multiply(stft[:, :, : cfg.F], mask, out=masked[:, :, : cfg.F])
             return masked
         return stft * extend_band(mask, cfg.n_bins, cfg.mask_extension)
