@@ -9,11 +9,15 @@ warm-up. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from timing import median_seconds
 
 from stemsep.assets import example_song
 from stemsep.audio.decode import stream_audio
@@ -54,17 +58,11 @@ def main() -> None:
             size = separator.model.exported.path.stat().st_size / 1e6
             label = f"{backend} {quantize if quantize != 'none' else 'fp32'}"
         load = time.perf_counter() - start
-        for _ in range(2):
-            separator.model(segment)
-        latencies = []
-        for _ in range(5):
-            t = time.perf_counter()
-            separator.model(segment)
-            latencies.append(time.perf_counter() - t)
+        latency = median_seconds(lambda s=separator: s.model(segment))
         t = time.perf_counter()
         separator.separate(song, 44100)
         whole = time.perf_counter() - t
-        rows.append((label, size, load, statistics.median(latencies) * 1000, whole))
+        rows.append((label, size, load, latency * 1000, whole))
         print(f"{label}: done", flush=True)
     print(f"\n2stems, {args.seconds} s song, 2 threads; segment = [1, 512, 1024, 2], both instruments:\n")
     print("| backend | model file (both instruments) | load | per segment | whole song |")

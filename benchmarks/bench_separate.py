@@ -24,6 +24,10 @@ import soundfile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from timing import median_seconds  # noqa: E402
+
 from tests.reference import harness  # noqa: E402 - the reference venv and its FFmpeg
 
 
@@ -75,14 +79,7 @@ def compute_rates() -> tuple[float, float, float]:
     separator = Separator("spleeter:2stems")
     cfg = separator.config
     segment = np.random.default_rng(0).random((1, cfg.T, cfg.F, 2), dtype=np.float32)
-    for _ in range(3):
-        separator.model(segment)
-    times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        separator.model(segment)
-        times.append(time.perf_counter() - start)
-    per_segment = statistics.median(times)
+    per_segment = median_seconds(lambda: separator.model(segment), warmup=3, runs=10)
     a = np.random.default_rng(1).random((2048, 2048), dtype=np.float32)
     a @ a
     start = time.perf_counter()
