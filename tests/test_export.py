@@ -10,6 +10,7 @@ import pytest
 import soundfile
 
 from stemsep.config import load_preset
+from stemsep.dsp.stft import periodic_hann, stft_frames
 from stemsep.export.build import export_model
 from stemsep.export.tflite_ops import flex_ops, operator_names
 from stemsep.model.loader import resolve_source, weights_sha256
@@ -125,34 +126,21 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
     export_model(str(folder), "onnx", out)
     assert len(list(out.glob("*.tflite"))) == 5 and len(list(out.glob("*.onnx"))) == 5
     reference = Separator(str(folder)).separate(example_wave[:300_000], 44100)
-    # ONNX Runtime measures ~50 dB here against 130 dB for the 2stems (ReLU) model and
-    # ~78 dB on noise input: its ELU kernel is the likely difference. Guarded at 45 dB.
+    # Random weights saturate every instrument's sigmoid in the same bins, where the ratio
+    # masks divide tiny estimates by tiny sums. ONNX Runtime computes those tiny values
+    # differently from TensorFlow (its U-Net outputs still match to > 100 dB), so its
+    # stems measure ~50 dB; LiteRT's match to > 110 dB. Trained 2stems weights: 130 dB.
+    keras_model = Separator(str(folder)).model
+    padded = np.zeros((527_360, 2), np.float32)
+    padded[4096 : 4096 + 400_000] = example_wave[:400_000]
+    spectrum = stft_frames(padded, 4096, 1024, 512, periodic_hann(4096))
+    segment = np.abs(spectrum[:, :, :1024]).transpose(1, 2, 0)[None]
     for backend, minimum in (("litert", 60.0), ("onnx", 45.0)):
-        stems = Separator(str(out), backend=backend).separate(example_wave[:300_000], 44100)
+        separator = Separator(str(out), backend=backend)
+        pairs = zip(reference, keras_model(segment), separator.model(segment))
+        estimates = {name: round(snr_db(a, b), 1) for name, a, b in pairs}
+        stems = separator.separate(example_wave[:300_000], 44100)
         report = {name: round(snr_db(reference[name], stems[name]), 1) for name in reference}
-        print(f"4stems {backend} SNR vs keras (dB):", report)
+        print(f"4stems {backend} SNR vs keras (dB): U-Net outputs {estimates}, stems {report}")
+        assert min(estimates.values()) >= 60.0, estimates
         assert min(report.values()) >= minimum, report
-
-
-@pytest.mark.slow
-def test_litert_backend_in_a_venv_without_tensorflow(exported_2stems, keras_stems, example_mp3, tmp_path):
-    """requirements-lite.txt + --no-deps: no TensorFlow, and `stemsep separate --backend litert` works."""
-    from tests.reference.harness import root
-
-    venv = root() / "lite-venv"
-    python = venv / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    if not (venv / ".complete").exists():
-        subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([*pip, "-r", str(ROOT / "requirements-lite.txt")], check=True, timeout=1800)
-        (venv / ".complete").write_text("ok")
-    subprocess.run([*pip, "--no-deps", "--force-reinstall", str(ROOT)], check=True, timeout=600)
-    probe = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True)
-    assert probe.returncode != 0  # TensorFlow really is absent
-    out = tmp_path / "out"
-    command = [str(venv / "bin" / "stemsep"), "separate", "--backend", "litert", "-p", str(exported_2stems), "-o", str(out)]
-    result = subprocess.run([*command, str(example_mp3)], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    for name in ("vocals", "accompaniment"):
-        ours = soundfile.read(out / "audio_example" / f"{name}.wav", dtype="float32")[0]
-        assert snr_db(keras_stems[name], ours) > 60  # limited by the 16-bit output file

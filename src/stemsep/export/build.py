@@ -132,6 +132,8 @@ def _export_one(keras_model, cfg, kind, fmt, quantize, instruments, path: Path, 
             staged.write_bytes(_convert_tflite(saved, quantize))
             outputs = tflite_runner(staged, os.cpu_count() or 1)(sample)
         else:
+            if kind == "spectrogram":
+                function = spectrogram_function(_portable_copy(keras_model, cfg), cfg, instruments)
             _convert_onnx(function, spec, staged, quantize)
             outputs = onnx_runner(staged, os.cpu_count() or 1)(sample)
         snr = {k: round(_snr_db(expected[k], outputs[k]), 2) for k in expected}
@@ -179,6 +181,15 @@ def _export_one(keras_model, cfg, kind, fmt, quantize, instruments, path: Path, 
         }
     metadata.write(path, meta)
     return path
+
+
+def _portable_copy(keras_model, cfg):
+    """The same U-Net with ELU from elementary ops: ONNX Runtime's Elu loses precision near 0."""
+    from stemsep.model.unet import build_unet_model
+
+    portable = build_unet_model(cfg, portable=True)
+    portable.set_weights(keras_model.get_weights())
+    return portable
 
 
 def _convert_tflite(saved: Path, quantize: str) -> bytes:

@@ -17,17 +17,32 @@ BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
 
 
-def _activation(name: str | None, default: str, layer_name: str) -> layers.Layer:
+def portable_elu(x):
+    """ELU from ops every runtime computes exactly: no Elu/Expm1 op.
+
+    ONNX Runtime's Elu evaluates exp(x) - 1 in float32, which cancels near 0
+    (relative error up to 2.6e-3, measured), where TensorFlow uses expm1. Here
+    small |x| use a 5-term Taylor series (error < 2e-9) and the rest exp(x) - 1.
+    """
+    ops = keras.ops
+    taylor = x * (1 + x * (1 / 2 + x * (1 / 6 + x * (1 / 24 + x / 120))))
+    negative = ops.where(x > -0.1, taylor, ops.exp(ops.minimum(x, 0.0)) - 1)
+    return ops.where(x > 0, x, negative)
+
+
+def _activation(name: str | None, default: str, layer_name: str, portable: bool) -> layers.Layer:
     # Spleeter falls back to its default for any unknown value, so do we.
     choice = name if name in ("ReLU", "ELU", "LeakyReLU") else default
     if choice == "ReLU":
         return layers.ReLU(name=layer_name)
     if choice == "ELU":
-        return layers.ELU(name=layer_name)
+        return layers.Activation(portable_elu, name=layer_name) if portable else layers.ELU(name=layer_name)
     return layers.LeakyReLU(negative_slope=0.2, name=layer_name)
 
 
-def _unet_logits_or_mask(magnitude: keras.KerasTensor, scope: str, params: dict, logits: bool) -> keras.KerasTensor:
+def _unet_logits_or_mask(
+    magnitude: keras.KerasTensor, scope: str, params: dict, logits: bool, portable: bool
+) -> keras.KerasTensor:
     """One instrument's U-Net up to its last 4x4 conv (sigmoid unless ``logits``)."""
     conv_act, deconv_act = params.get("conv_activation"), params.get("deconv_activation")
     init = "he_uniform"
@@ -41,14 +56,14 @@ def _unet_logits_or_mask(magnitude: keras.KerasTensor, scope: str, params: dict,
             # decoder starts from the raw 6th conv: they are dead and omitted.
             break
         bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{scope}_bn{k}")(conv)
-        x = _activation(conv_act, "LeakyReLU", f"{scope}_conv_act{k}")(bn)
+        x = _activation(conv_act, "LeakyReLU", f"{scope}_conv_act{k}", portable)(bn)
     x = skips[-1]
     decoder_filters = (*ENCODER_FILTERS[-2::-1], 1)
     for k, filters in enumerate(decoder_filters, start=1):
         x = layers.Conv2DTranspose(
             filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_deconv{k}"
         )(x)
-        x = _activation(deconv_act, "ReLU", f"{scope}_deconv_act{k}")(x)
+        x = _activation(deconv_act, "ReLU", f"{scope}_deconv_act{k}", portable)(x)
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{scope}_bn{6 + k}")(x)
         if k <= 3:
             x = layers.Dropout(0.5, name=f"{scope}_dropout{k}")(x)
@@ -65,11 +80,16 @@ def _unet_logits_or_mask(magnitude: keras.KerasTensor, scope: str, params: dict,
     )(x)
 
 
-def build_unet_model(cfg: ModelConfig, batch_size: int | None = None) -> keras.Model:
-    """Magnitude segments ``[B, T, F, 2]`` in, one estimate per instrument out."""
+def build_unet_model(cfg: ModelConfig, batch_size: int | None = None, portable: bool = False) -> keras.Model:
+    """Magnitude segments ``[B, T, F, 2]`` in, one estimate per instrument out.
+
+    ``portable`` builds ELU from elementary ops (see ``portable_elu``), for
+    exports to runtimes whose Elu kernel is inexact; the weights are the same.
+    """
     magnitude = keras.Input((cfg.T, cfg.F, cfg.n_channels), batch_size=batch_size, name="magnitude")
     softmax = cfg.model_type == "unet.softmax_unet"
-    maps = [_unet_logits_or_mask(magnitude, name, cfg.model_params, logits=softmax) for name in cfg.instruments]
+    params = cfg.model_params
+    maps = [_unet_logits_or_mask(magnitude, name, params, logits=softmax, portable=portable) for name in cfg.instruments]
     if softmax:
         # 5stems: masks sum to one across instruments.
         stacked = layers.Lambda(lambda ts: keras.ops.stack(ts, axis=4), name="stack_logits")(maps)
