@@ -26,6 +26,7 @@ EXPORTS = [
     ("tflite", "spectrogram", "int8-dynamic"),
     ("onnx", "spectrogram", "none"),
     ("tflite", "waveform", "none"),
+    ("savedmodel", "waveform", "none"),
 ]
 # int8-dynamic is fast but measures ~6 / 12 dB on this U-Net (see README): guarded, not a target.
 MINIMUM_DB = {"none": 60.0, "fp16": 40.0, "int8": 20.0, "int8-dynamic": 5.0}
@@ -84,6 +85,20 @@ def test_metadata_describes_the_model(exported_2stems, official_2stems):
     wave_meta = json.loads((exported_2stems / "2stems-waveform-fp32.tflite.json").read_text())
     chunking = wave_meta["chunking"]
     assert (chunking["chunk_samples"], chunking["hop_samples"], chunking["leading_zeros"]) == (527360, 524288, 4096)
+
+
+def test_savedmodel_waveform_equals_the_tflite_one(exported_2stems, example_wave):
+    import tensorflow as tf
+
+    from stemsep.runtime.exported import tflite_runner
+
+    chunk = np.zeros((527_360, 2), np.float32)
+    chunk[4096 : 4096 + 400_000] = example_wave[:400_000]
+    loaded = tf.saved_model.load(str(exported_2stems / "2stems-waveform-fp32.savedmodel"))
+    saved = {k: v.numpy() for k, v in loaded.serve(tf.constant(chunk)).items()}
+    lite = tflite_runner(exported_2stems / "2stems-waveform-fp32.tflite", 2)(chunk)
+    for name in ("vocals", "accompaniment"):
+        assert snr_db(saved[name], lite[name]) > 100
 
 
 def test_model_sizes(exported_2stems):
