@@ -1,4 +1,4 @@
-"""Command line: ``stemsep separate|models|example``, Spleeter's options.
+"""Command line: ``stemsep separate|export|evaluate|models|codecs|example``, Spleeter's options.
 
 Only typer and rich are imported at start-up: TensorFlow loads when a model
 is, so ``--help`` and ``models`` answer at once.
@@ -158,6 +158,93 @@ def export(
     for path in written:
         size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
         typer.echo(f"{path}  ({size / 1e6:.1f} MB, metadata in {path.name}.json)")
+
+
+@app.command()
+def evaluate(
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="With --compare: evaluation folders to put side by side.", show_default=False)
+    ] = None,
+    params_filename: Annotated[
+        str, typer.Option("-p", "--params_filename", "--params-filename", help="spleeter:Nstems, a config or a model folder.")
+    ] = "spleeter:4stems",
+    mus_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--mus_dir", "--mus-dir", help="MUSDB18 (.stem.mp4), MUSDB18-HQ folders or a prepared dataset.", show_default=False
+        ),
+    ] = None,
+    subset: Annotated[str, typer.Option("--subset", help="Subset folder or CSV name: test, train, validation...")] = "test",
+    output_path: Annotated[
+        Path | None,
+        typer.Option("-o", "--output_path", "--output-path", help="Output folder [default: evaluation, or comparison].", show_default=False),
+    ] = None,
+    backend: Annotated[str, typer.Option("--backend", help="keras, or litert / onnx with -p an exported folder.")] = "keras",
+    quantization: Annotated[
+        str | None, typer.Option("--quantization", help="With litert/onnx: none, fp16, int8, int8-dynamic.", show_default=False)
+    ] = None,
+    mwf: Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering.")] = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Scoring processes (default: one per core).", show_default=False)
+    ] = None,
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Like $MODEL_PATH.", show_default=False)] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Compare finished evaluation folders instead.")] = False,
+) -> None:
+    """Score a model with museval (BSSEval v4) on MUSDB18-shaped data, or --compare finished runs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        if compare:
+            _compare(runs or [], output_path or Path("comparison"))
+            return
+        output_path = output_path or Path("evaluation")
+        if runs:
+            raise StemsepError("Positional folders are only taken with --compare; give the dataset with --mus_dir.")
+        if mus_dir is None:
+            raise StemsepError("Give the dataset with --mus_dir ROOT.")
+        from stemsep.evaluate.run import evaluate as run_evaluation
+
+        result = run_evaluation(
+            params_filename,
+            mus_dir,
+            output_path,
+            subset=subset,
+            backend=backend,
+            mwf=mwf,
+            workers=workers,
+            quantization=quantization,
+            model_dir=model_dir,
+            report=lambda line: typer.echo(line, err=True),
+        )
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    if result.reports:
+        typer.echo(result.reports["markdown"].read_text())
+        typer.echo(f"Scores in {output_path}: {', '.join(p.name for p in result.reports.values())}, per-track JSON in {subset}/")
+    if result.failed:
+        typer.echo(f"{len(result.failed)} track(s) failed:", err=True)
+        for name, reason in result.failed.items():
+            typer.echo(f"  {name}: {reason}", err=True)
+        raise typer.Exit(1)
+
+
+def _compare(folders: list[Path], output_path: Path) -> None:
+    from stemsep.evaluate.aggregate import boxplot, compare_csv, compare_markdown, load_run
+    from stemsep.evaluate.score import write_atomically
+
+    if len(folders) < 2:
+        raise StemsepError("--compare needs at least two evaluation folders.")
+    runs = [load_run(folder) for folder in folders]
+    labels = [run.label for run in runs]
+    for run in runs:  # two runs of the same model get told apart by their folders
+        if labels.count(run.label) > 1:
+            run.label = f"{run.label} ({run.folder.name})"
+    table = compare_markdown(runs)
+    write_atomically(output_path / "compare.md", table)
+    write_atomically(output_path / "compare.csv", compare_csv(runs))
+    boxplot(runs, output_path / "compare_sdr_boxplot.png")
+    typer.echo(table)
+    typer.echo(f"Written to {output_path}: compare.md, compare.csv, compare_sdr_boxplot.png")
 
 
 @app.command()

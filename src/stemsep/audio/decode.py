@@ -43,16 +43,25 @@ def _open(path: Path) -> av.container.InputContainer:
         raise StemsepError(f"{path} is not an audio file FFmpeg can read.") from None
 
 
-def _audio_stream(container: av.container.InputContainer, path: Path) -> av.audio.stream.AudioStream:
-    if not container.streams.audio:
+def _audio_stream(container: av.container.InputContainer, path: Path, index: int = 0) -> av.audio.stream.AudioStream:
+    """The ``index``-th audio stream (a .stem.mp4 holds the mixture first, then one stream per stem)."""
+    streams = container.streams.audio
+    if not streams:
         raise StemsepError(f"{path} has no audio stream.")
-    return container.streams.audio[0]  # for .stem.mp4 the first stream is the mixture
+    if index >= len(streams):
+        raise StemsepError(f"{path} has {len(streams)} audio stream(s), not the {index + 1} expected.")
+    return streams[index]
 
 
-def probe(path: Path) -> AudioInfo:
-    """Sample rate, channels and declared duration of the first audio stream."""
+def count_audio_streams(path: Path) -> int:
     with _open(path) as container:
-        stream = _audio_stream(container, path)
+        return len(container.streams.audio)
+
+
+def probe(path: Path, stream_index: int = 0) -> AudioInfo:
+    """Sample rate, channels and declared duration of an audio stream (the first by default)."""
+    with _open(path) as container:
+        stream = _audio_stream(container, path, stream_index)
         ctx = stream.codec_context
         if not ctx.sample_rate or not ctx.channels:
             raise StemsepError(f"{path} has an audio stream without a sample rate or channels.")
@@ -71,10 +80,10 @@ def to_stereo(block: np.ndarray) -> np.ndarray:
     return block[:, :2]
 
 
-def _decoded_blocks(path: Path) -> Iterator[np.ndarray]:
+def _decoded_blocks(path: Path, stream_index: int = 0) -> Iterator[np.ndarray]:
     """Every decoded frame as float32 [n, channels] at the file's own rate."""
     with _open(path) as container:
-        stream = _audio_stream(container, path)
+        stream = _audio_stream(container, path, stream_index)
         # Sample-format conversion only (rate and layout kept), like ffmpeg -f f32le.
         to_float = av.AudioResampler(format="fltp")
         try:
@@ -93,12 +102,13 @@ def stream_audio(
     offset: float = 0.0,
     duration: float | None = None,
     block_frames: int = 1 << 16,
+    stream_index: int = 0,
 ) -> Iterator[np.ndarray]:
     """Stereo float32 blocks [n, 2] at ``sample_rate``, from ``offset`` for ``duration`` seconds.
 
     Raises StemsepError for unreadable, empty or truncated input.
     """
-    info = probe(path)
+    info = probe(path, stream_index)
     start = round(offset * info.sample_rate)
     stop = None if duration is None else start + round(duration * info.sample_rate)
     resampler = None
@@ -108,7 +118,7 @@ def stream_audio(
     kept = 0
     pending: list[np.ndarray] = []
     pending_len = 0
-    for block in _decoded_blocks(path):
+    for block in _decoded_blocks(path, stream_index):
         lo, hi = max(start - position, 0), block.shape[0] if stop is None else min(stop - position, block.shape[0])
         position += block.shape[0]
         if hi <= lo:
@@ -141,3 +151,8 @@ def stream_audio(
         tail = np.concatenate(pending)
         if tail.shape[0]:
             yield tail
+
+
+def read_audio(path: Path, sample_rate: int, stream_index: int = 0) -> np.ndarray:
+    """A whole stream as one stereo float32 array [n, 2] at ``sample_rate`` (for tracks that fit in memory)."""
+    return np.concatenate(list(stream_audio(path, sample_rate, stream_index=stream_index)))

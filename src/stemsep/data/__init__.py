@@ -1,0 +1,1 @@
+"""Datasets: MUSDB18 layouts, reference CSVs, synthetic tracks, tf.data pipelines."""

@@ -1,0 +1,1 @@
+"""museval (BSSEval v4) scoring of separations, aggregates, tables and plots."""
