@@ -177,7 +177,9 @@ def evaluate(
     subset: Annotated[str, typer.Option("--subset", help="Subset folder or CSV name: test, train, validation...")] = "test",
     output_path: Annotated[
         Path | None,
-        typer.Option("-o", "--output_path", "--output-path", help="Output folder [default: evaluation, or comparison].", show_default=False),
+        typer.Option(
+            "-o", "--output_path", "--output-path", help="Output folder [default: evaluation, or comparison].", show_default=False
+        ),
     ] = None,
     backend: Annotated[str, typer.Option("--backend", help="keras, or litert / onnx with -p an exported folder.")] = "keras",
     quantization: Annotated[

@@ -153,8 +153,8 @@ def compare_csv(runs: list[RunScores]) -> str:
     return pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.3f")
 
 
-def boxplot(runs: list[RunScores], path: Path) -> None:
-    """Per-track SDR (median over frames), one box per instrument, grouped by run."""
+def boxplot(runs: list[RunScores], path: Path) -> list[int]:
+    """Per-track SDR (median over frames), one box per instrument, grouped by run; returns boxes drawn per run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,14 +165,18 @@ def boxplot(runs: list[RunScores], path: Path) -> None:
     width = 0.8 / len(runs)
     figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(instruments) * max(1, len(runs) / 2)), 4.5), dpi=120)
     colors = plt.get_cmap("tab10").colors
+    drawn = []
     for k, (run, scores) in enumerate(zip(runs, per_track)):
         positions, data = [], []
         for i, name in enumerate(instruments):
-            values = scores.xs(name, level="target").dropna().to_numpy() if name in scores.index.get_level_values("target") else []
+            values = (
+                scores.xs(name, level="target").dropna().to_numpy() if name in scores.index.get_level_values("target") else []
+            )
             if len(values):
                 positions.append(i + (k - (len(runs) - 1) / 2) * width)
                 data.append(values)
         boxes = axes.boxplot(data, positions=positions, widths=width * 0.85, patch_artist=True, showfliers=True)
+        drawn.append(len(boxes["boxes"]))
         for patch in boxes["boxes"]:
             patch.set_facecolor(colors[k % len(colors)])
             patch.set_alpha(0.6)
@@ -190,3 +194,4 @@ def boxplot(runs: list[RunScores], path: Path) -> None:
     figure.savefig(temporary)
     plt.close(figure)
     temporary.replace(path)
+    return drawn

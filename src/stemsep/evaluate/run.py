@@ -149,9 +149,10 @@ def _separate_and_score(separator, tracks: list[Track], output: Path, workers: i
 
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     context = multiprocessing.get_context("spawn")  # never fork a process that has TensorFlow's threads
-    with Progress(*columns, transient=True, disable=not _interactive()) as progress, ProcessPoolExecutor(
-        max_workers=workers, mp_context=context
-    ) as pool:
+    with (
+        Progress(*columns, transient=True, disable=not _interactive()) as progress,
+        ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+    ):
         task = progress.add_task("tracks", total=len(tracks))
         for track in tracks:
             try:
