@@ -1,0 +1,309 @@
+"""`stemsep train`: the reference's training, as a TF2 custom loop under tf.distribute.
+
+What is trained is exactly what separates: the Keras U-Net of
+`stemsep.model.unet`, called with ``training=False`` as in the reference
+(BatchNorm on its fixed moving statistics, dropout off: SPEC.md), loss the
+sum over instruments of the mean |estimate - |STFT(source)|| (or RMSE with
+``"loss": "rmse"``), Adam at ``learning_rate``.
+
+``model_dir`` receives:
+
+- ``checkpoints/``: TF checkpoints (model, optimizer, step) every
+  ``save_checkpoints_steps``, the last ``keep`` kept. TensorFlow writes the
+  data first and points ``checkpoints/checkpoint`` at it last, so a kill
+  never leaves the latest pointer on a half-written checkpoint.
+- ``config.json`` + ``model.weights.h5``: the model that `stemsep separate
+  -p model_dir`, `export` and `evaluate` take, rewritten (atomically) at
+  every checkpoint;
+- ``train_log.csv``: step, loss, validation loss; ``logs/``: TensorBoard;
+- at the end, ``saved_model/``: one SavedModel per instrument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stemsep.config import ModelConfig, load_config_file
+from stemsep.errors import StemsepError
+from stemsep.train.dataset import (
+    StepSampler,
+    build_cache,
+    read_dataset_csv,
+    training_dataset,
+    validation_arrays,
+)
+
+Report = Callable[[str], None]
+LOSSES = ("l1", "rmse")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+LOG_NAME = "train_log.csv"
+WEIGHTS_NAME = "model.weights.h5"
+DEFAULTS = {
+    "n_chunks_per_song": 2,
+    "learning_rate": 1e-4,
+    "batch_size": 4,
+    "training_cache": "training_cache",
+    "validation_cache": "validation_cache",
+    "train_max_steps": 200_000,
+    "random_seed": 0,
+    "save_checkpoints_steps": 1000,
+    "save_summary_steps": 100,
+    "loss": "l1",
+}
+
+
+@dataclass
+class TrainSettings:
+    config_path: Path
+    dataset_root: Path
+    resume: bool = False
+    init: str | None = None
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    max_steps: int | None = None  # overrides train_max_steps
+    keep: int = 5
+    export_savedmodel: bool = True
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    first_step: int
+    last_step: int
+    losses: list[tuple[int, float]]
+    validation_losses: list[tuple[int, float]]
+    seconds: float
+
+
+def _resolve(path: str, base: Path) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+def _make_strategy(name: str, tf):
+    if name not in STRATEGIES:
+        raise StemsepError(f"Unknown strategy {name!r}: use {', '.join(STRATEGIES)}.")
+    if name == "multiworker":
+        # Workers and their index come from $TF_CONFIG (see the README).
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def train(settings: TrainSettings, report: Report = print) -> TrainResult:
+    from stemsep._tf import import_tensorflow
+
+    tf = import_tensorflow()
+    import keras
+
+    cfg = load_config_file(settings.config_path)
+    params = {**DEFAULTS, **cfg.raw}
+    if params["loss"] not in LOSSES:
+        raise StemsepError(f"Unknown loss {params['loss']!r}: use {' or '.join(LOSSES)}.")
+    cwd = Path.cwd()
+    model_dir = _resolve(cfg.model_dir or "model", cwd)
+    checkpoints = model_dir / "checkpoints"
+    if (checkpoints / "checkpoint").exists() and not settings.resume:
+        raise StemsepError(f"{model_dir} already holds a training run: pass --resume to continue it, or another model_dir.")
+    if settings.resume and not (checkpoints / "checkpoint").exists():
+        raise StemsepError(f"Nothing to resume in {model_dir}: it holds no checkpoint.")
+    max_steps = int(settings.max_steps or params["train_max_steps"])
+    batch_size = int(params["batch_size"])
+    seed = int(params["random_seed"])
+    root = Path(settings.dataset_root)
+
+    report("Preparing spectrograms (cached after the first run)...")
+    train_entries = read_dataset_csv(_resolve(params["train_csv"], cwd), root, cfg.instruments)
+    train_set = build_cache(
+        train_entries, cfg, _resolve(params["training_cache"], cwd), False, int(params["n_chunks_per_song"]), report
+    )
+    validation = None
+    if params.get("validation_csv"):
+        entries = read_dataset_csv(_resolve(params["validation_csv"], cwd), root, cfg.instruments)
+        validation = validation_arrays(build_cache(entries, cfg, _resolve(params["validation_cache"], cwd), True, 1, report), cfg)
+    report(f"{len(train_set)} training chunks, {0 if validation is None else len(validation[0])} validation songs.")
+
+    if settings.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = _make_strategy(settings.strategy, tf)
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = _build_model(cfg, settings.init, keras)
+        optimizer = keras.optimizers.Adam(learning_rate=float(params["learning_rate"]))
+        if settings.mixed_precision:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoints), max_to_keep=settings.keep, checkpoint_name="ckpt")
+    if settings.resume:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        report(f"Resumed from {manager.latest_checkpoint} at step {int(step.numpy())}.")
+    first_step = int(step.numpy())
+    model_dir.mkdir(parents=True, exist_ok=True)
+    log = _TrainLog(model_dir / LOG_NAME, first_step)
+    if first_step == 0:
+        _save_model(model, cfg, model_dir)  # step 0 is a usable model too (the --init weights as they are)
+
+    replicas = strategy.num_replicas_in_sync
+    rmse = params["loss"] == "rmse"
+
+    def compute_loss(mix, sources):
+        outputs = model(mix, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        total = 0.0
+        for estimate, source in zip(outputs, sources):
+            difference = tf.cast(estimate, tf.float32) - source
+            total += tf.sqrt(tf.reduce_mean(tf.square(difference))) if rmse else tf.reduce_mean(tf.abs(difference))
+        return total
+
+    def replica_step(mix, sources):
+        with tf.GradientTape() as tape:
+            loss = compute_loss(mix, sources)
+            scaled = loss / replicas  # the optimizer sums gradients over replicas
+            if settings.mixed_precision:
+                scaled = optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(batch):
+        mix, sources = batch
+        losses = strategy.run(replica_step, args=(mix, sources))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+
+    @tf.function
+    def validation_step(mix, sources):
+        return compute_loss(mix, sources)
+
+    def validation_loss() -> float | None:
+        if validation is None:
+            return None
+        mix, *sources = validation
+        values = [
+            float(validation_step(mix[i : i + batch_size], tuple(s[i : i + batch_size] for s in sources)))
+            for i in range(0, len(mix), batch_size)
+        ]
+        return float(np.mean(values))
+
+    sampler = StepSampler(train_set, cfg, batch_size, seed)
+    data = strategy.experimental_distribute_dataset(training_dataset(sampler, first_step, max_steps))
+    summary_every = int(params["save_summary_steps"])
+    checkpoint_every = int(params["save_checkpoints_steps"])
+    writer = tf.summary.create_file_writer(str(model_dir / "logs"))
+    result = TrainResult(model_dir, first_step, first_step, [], [], 0.0)
+    started = time.perf_counter()
+    window: list[float] = []
+    with writer.as_default():
+        for batch in data:
+            loss = float(train_step(batch))
+            current = int(step.assign_add(1).numpy())
+            window.append(loss)
+            result.losses.append((current, loss))
+            log.write(current, loss)
+            if current % summary_every == 0 or current == max_steps:
+                rate = (current - first_step) / (time.perf_counter() - started)
+                report(f"step {current}/{max_steps}  loss {np.mean(window):.5f}  ({rate:.2f} steps/s)")
+                _scalar(tf, "loss", np.mean(window), current)
+                window = []
+            if current % checkpoint_every == 0 or current == max_steps:
+                val = validation_loss()
+                if val is not None:
+                    result.validation_losses.append((current, val))
+                    log.write(current, None, val)
+                    _scalar(tf, "validation_loss", val, current)
+                    report(f"step {current}  validation loss {val:.5f}")
+                manager.save(checkpoint_number=current)
+                _save_model(model, cfg, model_dir)
+    result.last_step = int(step.numpy())
+    result.seconds = time.perf_counter() - started
+    if settings.export_savedmodel and result.last_step > first_step:
+        _export_savedmodels(model_dir, report)
+    return result
+
+
+def _scalar(tf, tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar written with TensorFlow alone (tf.summary.scalar needs the tensorboard package)."""
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step, metadata=metadata.SerializeToString())
+
+
+def _build_model(cfg: ModelConfig, init: str | None, keras):
+    from stemsep.model.unet import build_unet_model
+
+    model = build_unet_model(cfg)
+    if init is None:
+        return model
+    from stemsep.model.loader import build_keras, resolve_source
+
+    source = resolve_source(init)
+    if source.config.instruments != cfg.instruments:
+        raise StemsepError(
+            f"--init {init} separates {', '.join(source.config.instruments)}; "
+            f"the config trains {', '.join(cfg.instruments)}: they must be the same."
+        )
+    pretrained = build_keras(source)
+    for layer in model.layers:
+        if layer.weights:
+            try:
+                layer.set_weights(pretrained.get_layer(layer.name).get_weights())
+            except (ValueError, KeyError):
+                raise StemsepError(f"--init {init}: layer {layer.name} does not fit the config's model.") from None
+    return model
+
+
+def _save_model(model, cfg: ModelConfig, model_dir: Path) -> None:
+    """config.json + model.weights.h5, each replaced atomically."""
+    raw = dict(cfg.raw)
+    raw["model_dir"] = "."
+    config_tmp = model_dir / ".config.json.part"
+    config_tmp.write_text(json.dumps(raw, indent=2) + "\n")
+    weights_tmp = model_dir / ".model.part.weights.h5"
+    model.save_weights(weights_tmp)
+    os.replace(weights_tmp, model_dir / WEIGHTS_NAME)
+    os.replace(config_tmp, model_dir / "config.json")
+
+
+def _export_savedmodels(model_dir: Path, report: Report) -> None:
+    from stemsep.export.build import export_model
+
+    written = export_model(str(model_dir), "savedmodel", model_dir / "saved_model")
+    report(f"SavedModels: {', '.join(p.name for p in written)}")
+
+
+class _TrainLog:
+    """train_log.csv: appended per step; on resume, rows past the checkpoint (lost work) are dropped."""
+
+    def __init__(self, path: Path, first_step: int) -> None:
+        self.path = path
+        kept: list[list[str]] = []
+        if path.exists() and first_step > 0:
+            with open(path, newline="") as handle:
+                kept = [row for row in list(csv.reader(handle))[1:] if row and int(row[0]) <= first_step]
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", "loss", "validation_loss"])
+            writer.writerows(kept)
+        self.handle = open(path, "a", newline="")  # noqa: SIM115 (open for the whole run)
+        self.writer = csv.writer(self.handle)
+
+    def write(self, step: int, loss: float | None, validation: float | None = None) -> None:
+        self.writer.writerow([step, "" if loss is None else f"{loss:.8g}", "" if validation is None else f"{validation:.8g}"])
+        self.handle.flush()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.handle.close()
