@@ -1,4 +1,4 @@
-"""Command line: ``stemsep separate|export|evaluate|models|codecs|example``, Spleeter's options.
+"""Command line: ``stemsep separate|export|evaluate|train|dataset|models|codecs|example``, Spleeter's options.
 
 Only typer and rich are imported at start-up: TensorFlow loads when a model
 is, so ``--help`` and ``models`` answer at once.
@@ -247,6 +247,91 @@ def _compare(folders: list[Path], output_path: Path) -> None:
     boxplot(runs, output_path / "compare_sdr_boxplot.png")
     typer.echo(table)
     typer.echo(f"Written to {output_path}: compare.md, compare.csv, compare_sdr_boxplot.png")
+
+
+dataset_app = typer.Typer(no_args_is_help=True, help="Prepare MUSDB18 for training, or make a synthetic MUSDB-shaped dataset.")
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("prepare")
+def dataset_prepare(
+    musdb_root: Annotated[Path, typer.Argument(help="MUSDB18 (train/, test/ of .stem.mp4) or MUSDB18-HQ folder.")],
+    output_path: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder [default: MUSDB_ROOT].")] = None,
+    small: Annotated[int | None, typer.Option("--small", help="Also write *_small.csv with N tracks.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Decoding processes [default: one per core].")] = None,
+) -> None:
+    """Decode and check every track, write per-track wavs and train/validation/test CSVs."""
+    from stemsep.data.prepare import prepare
+
+    output = output_path or musdb_root
+    try:
+        result = prepare(musdb_root, output, small, workers, report=lambda line: typer.echo(line, err=True))
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    typer.echo(f"{len(result.prepared)} track(s) ready in {output}; CSVs: {', '.join(p.name for p in result.csvs)}")
+    if result.failed:
+        typer.echo(f"{len(result.failed)} track(s) skipped:", err=True)
+        for name, reason in result.failed.items():
+            typer.echo(f"  {name}: {reason}", err=True)
+        raise typer.Exit(1)
+
+
+@dataset_app.command("synth")
+def dataset_synth(
+    output_path: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("synthetic-musdb"),
+    train_tracks: Annotated[int, typer.Option("--train", help="Train tracks (validation included).")] = 8,
+    validation_tracks: Annotated[int, typer.Option("--validation", help="Of which validation.")] = 2,
+    test_tracks: Annotated[int, typer.Option("--test", help="Test tracks.")] = 3,
+    seconds: Annotated[float, typer.Option("--seconds", help="Track length.")] = 12.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    layout: Annotated[
+        str, typer.Option("--layout", help="wav (MUSDB18-HQ folders + CSVs + a training config) or stem (.stem.mp4).")
+    ] = "wav",
+) -> None:
+    """Write a seeded synthetic dataset in MUSDB18's layout."""
+    from stemsep.data.synth import write_synthetic_dataset, write_training_config
+
+    try:
+        written = write_synthetic_dataset(output_path, train_tracks, test_tracks, validation_tracks, seconds, seed, layout)
+        config = write_training_config(output_path) if layout == "wav" else None
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{len(written)} tracks in {output_path}"
+        + (f"; train with: stemsep train -p {config} -d {output_path}" if config else "")
+    )
+
+
+@app.command()
+def train(
+    params_filename: Annotated[Path, typer.Option("-p", "--params_filename", "--params-filename", help="Training config.json.")],
+    data: Annotated[Path, typer.Option("-d", "--data", help="Dataset root: the CSVs' paths are relative to it.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in model_dir from its last checkpoint.")] = False,
+    init: Annotated[
+        str | None, typer.Option("--init", help="Start from a model's weights, e.g. spleeter:2stems.", show_default=False)
+    ] = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="auto, default, mirrored or multiworker ($TF_CONFIG).")] = "auto",
+    mixed_precision: Annotated[bool, typer.Option("--mixed-precision", help="float16 compute (GPU).")] = False,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Override train_max_steps.", show_default=False)] = None,
+    keep: Annotated[int, typer.Option("--keep", help="Checkpoints kept.")] = 5,
+    export_savedmodel: Annotated[
+        bool, typer.Option("--savedmodel/--no-savedmodel", help="Export SavedModels at the end.")
+    ] = True,
+) -> None:
+    """Train (or fine-tune) a U-Net on a dataset in the reference's CSV format."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stemsep.train.loop import TrainSettings
+    from stemsep.train.loop import train as run_training
+
+    settings = TrainSettings(params_filename, data, resume, init, strategy, mixed_precision, max_steps, keep, export_savedmodel)
+    try:
+        result = run_training(settings, report=typer.echo)
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    typer.echo(f"Trained steps {result.first_step}..{result.last_step} in {result.seconds:.0f} s; model in {result.model_dir}")
 
 
 @app.command()

@@ -202,3 +202,43 @@ def write_csv(path: Path, rows: list[dict[str, str]], instruments: tuple[str, ..
         writer.writeheader()
         writer.writerows(rows)
     temporary.replace(path)
+
+
+def write_training_config(dataset: Path, name: str = "synth_4stems.json") -> Path:
+    """A 4stems training config sized for the synthetic data (small T and F: minutes on a CPU).
+
+    Dataset paths are absolute; ``model_dir`` is relative to where `stemsep train` runs, as in the reference.
+    """
+    import json
+
+    dataset = Path(dataset).resolve()
+    config = {
+        "train_csv": str(dataset / "train.csv"),
+        "validation_csv": str(dataset / "validation.csv"),
+        "model_dir": "synth_4stems",
+        "mix_name": "mix",
+        "instrument_list": list(SOURCES),
+        "sample_rate": RATE,
+        "frame_length": 2048,
+        "frame_step": 512,
+        "T": 64,
+        "F": 512,
+        "n_channels": 2,
+        "separation_exponent": 2,
+        "mask_extension": "zeros",
+        "n_chunks_per_song": 1,
+        "learning_rate": 1e-3,
+        "batch_size": 4,
+        "training_cache": str(dataset / "cache" / "training"),
+        "validation_cache": str(dataset / "cache" / "validation"),
+        "train_max_steps": 600,
+        "throttle_secs": 60,
+        "random_seed": 3,
+        "save_checkpoints_steps": 100,
+        "save_summary_steps": 25,
+        "loss": "l1",
+        "model": {"type": "unet.unet", "params": {"conv_activation": "ELU", "deconv_activation": "ELU"}},
+    }
+    path = dataset / name
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +107,9 @@ class SpectrogramSet:
     def __len__(self) -> int:
         return len(self.offsets)
 
-    def crop(self, name: str, chunk: int, start: int, T: int) -> np.ndarray:
+    def crop(self, name: str, chunk: int, start: int, frames: int) -> np.ndarray:
         begin = self.offsets[chunk] + start
-        return np.asarray(self.arrays[name][begin : begin + T], np.float32)
+        return np.asarray(self.arrays[name][begin : begin + frames], np.float32)
 
 
 def build_cache(
@@ -135,7 +134,7 @@ def build_cache(
     building = folder.with_name(folder.name + ".part")
     building.mkdir(parents=True, exist_ok=True)
     window = periodic_hann(cfg.frame_length)
-    handles = {n: open(building / f"{n}.f16", "wb") for n in names}
+    handles = {n: open(building / f"{n}.f16", "wb") for n in names}  # noqa: SIM115 (closed below)
     offsets, lengths, dropped = [], [], []
     total = 0
     try:
@@ -219,7 +218,3 @@ def validation_arrays(data: SpectrogramSet, cfg: ModelConfig) -> tuple[np.ndarra
     """Every validation chunk's centre T frames: (mix, source_1, ...) arrays [songs, T, F, 2]."""
     names = ("mix", *cfg.instruments)
     return tuple(np.stack([data.crop(n, c, 0, cfg.T) for c in range(len(data))]) for n in names)
-
-
-def estimated_steps_per_epoch(data: SpectrogramSet, batch_size: int, T: int) -> int:
-    return max(1, math.ceil(int(data.lengths.sum()) / (T * batch_size)))

@@ -117,7 +117,7 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
         raise StemsepError(f"{model_dir} already holds a training run: pass --resume to continue it, or another model_dir.")
     if settings.resume and not (checkpoints / "checkpoint").exists():
         raise StemsepError(f"Nothing to resume in {model_dir}: it holds no checkpoint.")
-    max_steps = int(settings.max_steps or params["train_max_steps"])
+    max_steps = int(params["train_max_steps"] if settings.max_steps is None else settings.max_steps)
     batch_size = int(params["batch_size"])
     seed = int(params["random_seed"])
     root = Path(settings.dataset_root)
