@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,7 @@ class TrainResult:
     losses: list[tuple[int, float]]
     validation_losses: list[tuple[int, float]]
     seconds: float
+    step_ends: list[float] = field(default_factory=list)  # perf_counter() after each step, for throughput
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -211,6 +212,7 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
             current = int(step.assign_add(1).numpy())
             window.append(loss)
             result.losses.append((current, loss))
+            result.step_ends.append(time.perf_counter())
             log.write(current, loss)
             if current % summary_every == 0 or current == max_steps:
                 rate = (current - first_step) / (time.perf_counter() - started)
