@@ -1,10 +1,12 @@
 """Training throughput: steps/s of `stemsep train` at the reference's size (batch 4, 512x1024x2).
 
-usage: python benchmarks/bench_train.py [--steps 30] [--presets 2stems 4stems] [--strategy auto]
+usage: python benchmarks/bench_train.py [--steps 30] [--presets 2stems 4stems] [--reference] [--strategy auto]
 Writes a synthetic dataset (cached in the work folder), trains each preset's
 config from scratch for --steps steps (the first 5 are warm-up and not timed:
-tracing, cache), and prints a Markdown table. Run it on a GPU machine to get
-GPU figures (add --mixed-precision there).
+tracing, cache), and prints a Markdown table. --reference also runs
+`spleeter train` (2.4.2, the tests' reference venv) on the same data and
+config and reads its global_step/sec. Run it on a GPU machine to get GPU
+figures (add --mixed-precision there).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["2stems", "4stems"])
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--reference", action="store_true", help="also time spleeter 2.4.2's `spleeter train`")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "stemsep-bench-train")
     args = parser.parse_args()
 
@@ -61,13 +64,55 @@ def main() -> None:
         )  # fmt: skip
         ends = result.step_ends
         steady = (len(ends) - WARMUP_STEPS) / (ends[-1] - ends[WARMUP_STEPS - 1])
-        rows.append((preset, len(config["instrument_list"]), steady))
+        rows.append((f"stemsep {preset}", len(config["instrument_list"]), steady))
+        if args.reference:
+            rows.append((f"spleeter 2.4.2 {preset}", len(config["instrument_list"]), reference_rate(config, data, args)))
     device = "GPU" if os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1") else platform.processor() or "CPU"
     print(f"\n{device}, {os.cpu_count()} cores, batch 4 of [512, 1024, 2], Adam, L1; {args.steps} steps\n")
     print(f"| model | instruments | steps/s (after {WARMUP_STEPS} warm-up steps) | s/step |")
     print("|---|---:|---:|---:|")
     for preset, instruments, rate in rows:
         print(f"| {preset} | {instruments} | {rate:.2f} | {1 / rate:.2f} |")
+
+
+def reference_rate(config: dict, data: Path, args) -> float:
+    """`spleeter train` on the same config and data: median of its global_step/sec readings after the first."""
+    import re
+    import statistics
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.reference import harness
+
+    work = Path(tempfile.mkdtemp(prefix="reference-", dir=args.work))
+    validation = data / "validation.csv"
+    if "accompaniment" in config["instrument_list"]:
+        text = validation.read_text()
+        validation = data / "validation_accompaniment.csv"
+        validation.write_text(text.replace("other_path", "accompaniment_path", 1))
+    reference = dict(
+        config,
+        validation_csv=str(validation),
+        model_dir=str(work / "model"),
+        training_cache=str(work / "cache" / "train"),
+        validation_cache=str(work / "cache" / "validation"),
+        train_max_steps=max(args.steps, 45),
+        save_summary_steps=1000,
+        save_checkpoints_steps=1000,
+        throttle_secs=10**6,
+    )
+    (work / "config.json").write_text(json.dumps(reference))
+    env = dict(os.environ, PATH=f"{harness.ffmpeg_dir()}{os.pathsep}{os.environ['PATH']}")
+    spleeter = harness.reference_venv() / "bin" / "spleeter"
+    run = subprocess.run(
+        [str(spleeter), "train", "-p", str(work / "config.json"), "-d", str(data), "--verbose"],
+        capture_output=True, text=True, env=env, cwd=work,
+    )  # fmt: skip
+    rates = [float(r) for r in re.findall(r"global_step/sec: ([0-9.]+)", run.stdout + run.stderr)]
+    if run.returncode != 0 or len(rates) < 2:
+        raise SystemExit(f"spleeter train failed:\n{(run.stdout + run.stderr)[-3000:]}")
+    return statistics.median(rates[1:])
 
 
 if __name__ == "__main__":
