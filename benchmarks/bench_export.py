@@ -2,7 +2,7 @@
 
 usage: python benchmarks/bench_export.py [--seconds 180] [--out DIR]
 Exports spleeter:2stems (tflite fp32/fp16/int8, onnx fp32) into DIR (kept for
-re-runs), then times each backend in this process on the same song, after a
+--reuse), then times each backend in this process on the same song, after a
 warm-up. Prints a Markdown table.
 """
 
@@ -38,10 +38,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=180)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/exported-2stems"))
+    parser.add_argument("--reuse", action="store_true", help="keep models already in --out (only if made by this code)")
     args = parser.parse_args()
     for _, fmt, quantize in VARIANTS[1:]:
         stem = f"2stems-spectrogram-{'fp32' if quantize == 'none' else quantize}"
-        if not (args.out / f"{stem}.{'tflite' if fmt == 'tflite' else 'onnx'}").exists():
+        if not (args.reuse and (args.out / f"{stem}.{'tflite' if fmt == 'tflite' else 'onnx'}").exists()):
             export_model("spleeter:2stems", fmt, args.out, quantize=quantize)
     song = np.concatenate(list(stream_audio(example_song(), 44100)))
     reps = -(-args.seconds * 44100 // song.shape[0])
