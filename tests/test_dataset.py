@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,23 @@ def test_prepare_takes_musdb18_hq_folders_as_they_are(tmp_path):
     [row] = rows(tmp_path / "csvs" / "test.csv")
     assert (tmp_path / "csvs" / row["mix_path"]).resolve() == (root / "test" / "Synth - Test 000" / "mixture.wav").resolve()
     assert not (tmp_path / "csvs" / "test").exists()  # nothing re-encoded
+
+
+def test_cli_synth_then_prepare_reports_a_broken_track_with_exit_status_1(tmp_path):
+    from typer.testing import CliRunner
+
+    from stemsep.cli import app
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["dataset", "synth", "-o", str(tmp_path / "s"), "--train", "2", "--validation", "1",
+                               "--test", "1", "--seconds", "2", "--layout", "stem"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    (tmp_path / "s" / "test" / "Broken - Track.stem.mp4").write_bytes(b"\0" * 1000)
+    prepared = runner.invoke(app, ["dataset", "prepare", str(tmp_path / "s"), "-o", str(tmp_path / "p"), "--workers", "1"])
+    assert prepared.exit_code == 1
+    assert "3 track(s) ready" in prepared.output and "test/Broken - Track: " in prepared.output
+    assert "Traceback" not in prepared.output
+    wav = runner.invoke(app, ["dataset", "synth", "-o", str(tmp_path / "w"), "--train", "2", "--validation", "1",
+                              "--test", "1", "--seconds", "2"])  # fmt: skip
+    assert wav.exit_code == 0 and "stemsep train -p" in wav.output
+    assert json.loads((tmp_path / "w" / "synth_4stems.json").read_text())["instrument_list"] == list(SOURCES)
