@@ -187,7 +187,8 @@ def evaluate(
     ] = None,
     mwf: Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering.")] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Scoring processes (default: one per core).", show_default=False)
+        int | None,
+        typer.Option("--workers", help="Scoring processes (default: one per core and 8 GB of RAM).", show_default=False),
     ] = None,
     model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Like $MODEL_PATH.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Compare finished evaluation folders instead.")] = False,
