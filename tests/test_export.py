@@ -76,6 +76,17 @@ def test_single_instrument_files_equal_the_multi_file(exported_2stems):
         np.testing.assert_allclose(single[name], multi[name], atol=1e-5)
 
 
+def test_single_instrument_savedmodel_holds_only_its_weights(tmp_path, official_2stems):
+    written = export_model("spleeter:2stems", "savedmodel", tmp_path, model_dir=official_2stems.parent)
+    sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*")) / 1e6 for p in written}
+    print("SavedModel sizes (MB):", {k: round(v, 1) for k, v in sizes.items()})
+    multi = sizes["2stems-spectrogram-fp32.savedmodel"]
+    for name in ("vocals", "accompaniment"):
+        assert sizes[f"2stems-spectrogram-fp32-{name}.savedmodel"] < 0.6 * multi  # one U-Net of two
+        meta = json.loads((tmp_path / f"2stems-spectrogram-fp32-{name}.savedmodel.json").read_text())
+        assert meta["instruments"] == [name] and not meta["multi"] and min(meta["verified_snr_db_vs_keras"].values()) > 100
+
+
 def test_metadata_describes_the_model(exported_2stems, official_2stems):
     meta = json.loads((exported_2stems / "2stems-spectrogram-fp16.tflite.json").read_text())
     assert meta["format_version"] == 1 and meta["quantization"] == "fp16" and meta["instruments"] == ["vocals", "accompaniment"]

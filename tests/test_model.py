@@ -105,3 +105,18 @@ def test_a_model_folder_with_keras_weights_loads_like_the_preset(tmp_path, offic
     preset = separator_2stems.separate(example_wave[:200_000], 44100)
     for name in ("vocals", "accompaniment"):
         np.testing.assert_allclose(ours[name], preset[name], atol=1e-5)
+
+
+def test_a_one_instrument_model_separates(tmp_path):
+    """Keras hands a one-output model's result back bare; the pipeline still gets one estimate."""
+    import json
+
+    from stemsep.config import ModelConfig
+    from stemsep.separate import Separator
+
+    raw = dict(load_preset("2stems").raw, instrument_list=["vocals"], T=64, F=256)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    build_unet_model(ModelConfig.from_dict(raw)).save_weights(tmp_path / "model.weights.h5")
+    wave = 0.1 * np.random.default_rng(0).standard_normal((44100 * 3, 2)).astype(np.float32)
+    stems = Separator(str(tmp_path)).separate(wave, 44100)
+    assert list(stems) == ["vocals"] and stems["vocals"].shape == wave.shape

@@ -105,15 +105,37 @@ def export_model(
     for suffix, instruments in targets:
         stem = f"{name}-{kind}-{'fp32' if quantize == 'none' else quantize}{suffix}"
         path = out_dir / (stem + metadata.EXTENSIONS[fmt])
-        written.append(_export_one(keras_model, cfg, kind, fmt, quantize, instruments, path, descriptor, sha))
+        model, graph_cfg = keras_model, cfg
+        if len(instruments) < len(cfg.instruments) and cfg.model_type != "unet.softmax_unet":
+            # Only this instrument's U-Net, so a SavedModel does not carry the others' weights
+            # (a softmax model needs every instrument's logits for each mask).
+            model, graph_cfg = _instrument_model(keras_model, cfg, instruments[0], portable=fmt == "onnx")
+        written.append(_export_one(model, cfg, kind, fmt, quantize, instruments, path, descriptor, sha, graph_cfg))
     return written
 
 
-def _export_one(keras_model, cfg, kind, fmt, quantize, instruments, path: Path, descriptor: str, sha: str) -> Path:
+def _instrument_model(keras_model, cfg, instrument: str, portable: bool):
+    """A one-instrument U-Net with that instrument's weights from ``keras_model``, and its config."""
+    import dataclasses
+
+    from stemsep.model.unet import build_unet_model
+
+    single_cfg = dataclasses.replace(cfg, instruments=(instrument,))
+    model = build_unet_model(single_cfg, portable=portable)
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights(keras_model.get_layer(layer.name).get_weights())
+    return model, single_cfg
+
+
+def _export_one(
+    keras_model, cfg, kind, fmt, quantize, instruments, path: Path, descriptor: str, sha: str, graph_cfg=None
+) -> Path:
+    """``graph_cfg``: the config ``keras_model`` was built from, when it holds fewer instruments than ``cfg``."""
     import keras
 
     if kind == "spectrogram":
-        function = spectrogram_function(keras_model, cfg, instruments)
+        function = spectrogram_function(keras_model, graph_cfg or cfg, instruments)
         spec = tf.TensorSpec([1, cfg.T, cfg.F, cfg.n_channels], tf.float32, name="magnitude")
     else:
         function = waveform_function(keras_model, cfg)

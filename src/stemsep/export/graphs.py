@@ -33,6 +33,8 @@ def spectrogram_function(keras_model, cfg: ModelConfig, instruments: tuple[str, 
 
     def separate(magnitude):
         outputs = keras_model(magnitude, training=False)
+        if not isinstance(outputs, (list, tuple)):  # Keras returns a one-output model's tensor bare
+            outputs = [outputs]
         return {name: tf.identity(outputs[index[name]], name=name) for name in instruments}
 
     return separate

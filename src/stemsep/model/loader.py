@@ -194,6 +194,8 @@ class SeparationModel:
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
         """[B, T, F, 2] float32 -> one [B, T, F, 2] estimate per instrument."""
         outputs = self._call(segments)
+        if not isinstance(outputs, (list, tuple)):  # a one-instrument model's output comes back bare
+            outputs = [outputs]
         return [np.asarray(o) for o in outputs]
 
 
