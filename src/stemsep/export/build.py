@@ -150,7 +150,7 @@ def _export_one(
         else:
             saved = staged if fmt == "savedmodel" else Path(tmp) / "savedmodel"
             archive = keras.export.ExportArchive()
-            archive.track(keras_model)
+            # Variables the endpoint uses are tracked by add_endpoint; track(model) would save them twice.
             archive.add_endpoint("serve", function, input_signature=[spec])
             archive.write_out(str(saved), verbose=False)
             if fmt == "savedmodel":
