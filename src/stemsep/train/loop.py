@@ -110,7 +110,9 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
     cfg = load_config_file(settings.config_path)
     params = {**DEFAULTS, **cfg.raw}
     if not params.get("train_csv"):
-        raise StemsepError(f"{settings.config_path} has no train_csv: training needs the dataset CSV (mix_path, <instrument>_path..., duration).")
+        raise StemsepError(
+            f"{settings.config_path} has no train_csv: training needs the dataset CSV (mix_path, <instrument>_path..., duration)."
+        )
     if params["loss"] not in LOSSES:
         raise StemsepError(f"Unknown loss {params['loss']!r}: use {' or '.join(LOSSES)}.")
     cwd = Path.cwd()
