@@ -233,7 +233,7 @@ def evaluate(
 
 def _compare(folders: list[Path], output_path: Path) -> None:
     from stemsep.evaluate.aggregate import boxplot, compare_csv, compare_markdown, load_run
-    from stemsep.evaluate.score import write_atomically
+    from stemsep.files import write_text_atomically
 
     if len(folders) < 2:
         raise StemsepError("--compare needs at least two evaluation folders.")
@@ -243,8 +243,8 @@ def _compare(folders: list[Path], output_path: Path) -> None:
         if labels.count(run.label) > 1:
             run.label = f"{run.label} ({run.folder.name})"
     table = compare_markdown(runs)
-    write_atomically(output_path / "compare.md", table)
-    write_atomically(output_path / "compare.csv", compare_csv(runs))
+    write_text_atomically(output_path / "compare.md", table)
+    write_text_atomically(output_path / "compare.csv", compare_csv(runs))
     boxplot(runs, output_path / "compare_sdr_boxplot.png")
     typer.echo(table)
     typer.echo(f"Written to {output_path}: compare.md, compare.csv, compare_sdr_boxplot.png")

@@ -30,7 +30,7 @@ import soundfile as sf
 from stemsep.audio.decode import probe
 from stemsep.data.synth import write_csv
 from stemsep.data.tracks import MIXTURE, MUSDB_SUBSETS, Track, find_tracks
-from stemsep.errors import StemsepError
+from stemsep.errors import StemsepError, describe
 
 INSTRUMENTS = ("vocals", "drums", "bass", "other")
 OFFICIAL_VALIDATION = (
@@ -155,9 +155,9 @@ def prepare(root: Path, output: Path, small: int | None = None, workers: int | N
             try:
                 result.prepared.append(future.result())
             except Exception as error:
-                reason = str(error) if isinstance(error, StemsepError) else f"{type(error).__name__}: {error}"
-                result.failed[f"{track.subset}/{track.name}"] = reason
-                say(f"{track.subset}/{track.name}: skipped: {reason}")
+                label = f"{track.subset}/{track.name}"
+                result.failed[label] = describe(error)
+                say(f"{label}: skipped: {result.failed[label]}")
             progress.advance(task)
     result.csvs = _write_csvs(result.prepared, output, small, say)
     return result

@@ -19,6 +19,7 @@ for `stemsep dataset prepare`).
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import soundfile as sf
 from stemsep.data.stem_mp4 import write_stem_mp4
 from stemsep.data.tracks import MUSDB_STREAMS
 from stemsep.errors import StemsepError
+from stemsep.files import write_text_atomically
 
 RATE = 44100
 SOURCES = ("vocals", "drums", "bass", "other")
@@ -196,12 +198,11 @@ def write_synthetic_dataset(
 def write_csv(path: Path, rows: list[dict[str, str]], instruments: tuple[str, ...] | list[str]) -> None:
     """The reference's dataset CSV: mix_path, <instrument>_path..., duration."""
     columns = ["mix_path", *(f"{i}_path" for i in instruments), "duration"]
-    temporary = path.with_name(f".{path.name}.part")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    temporary.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(path, text.getvalue())
 
 
 def write_training_config(dataset: Path, name: str = "synth_4stems.json") -> Path:

@@ -107,20 +107,29 @@ def _folder_track(folder: Path, subset: str) -> Track | None:
     return Track(folder.name, subset, AudioRef(files[MIXTURE]), stems)
 
 
+def read_dataset_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a dataset CSV in the reference's format; StemsepError if it cannot be read."""
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
+    except OSError as error:
+        raise StemsepError(f"Cannot read dataset CSV {path} ({error.strerror}).") from None
+
+
 def tracks_from_csv(table: Path, root: Path, subset: str) -> list[Track]:
     """Tracks listed in a reference-format CSV (named after the mixture's folder)."""
-    with open(table, newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if "mix_path" not in columns:
-            raise StemsepError(f"{table} has no mix_path column; expected the reference's training CSV format.")
-        instruments = [c.removesuffix("_path") for c in columns if c.endswith("_path") and c != "mix_path"]
-        tracks = []
-        for row in reader:
-            mix = root / row["mix_path"]
-            stems = {name: AudioRef(root / row[f"{name}_path"]) for name in instruments if row.get(f"{name}_path")}
-            name = mix.parent.name if mix.parent != root else mix.stem
-            tracks.append(Track(name, subset, AudioRef(mix), stems))
+    columns, rows = read_dataset_table(table)
+    if "mix_path" not in columns:
+        raise StemsepError(f"{table} has no mix_path column; expected the reference's training CSV format.")
+    instruments = [c.removesuffix("_path") for c in columns if c.endswith("_path") and c != "mix_path"]
+    tracks = []
+    for row in rows:
+        mix = root / row["mix_path"]
+        stems = {name: AudioRef(root / row[f"{name}_path"]) for name in instruments if row.get(f"{name}_path")}
+        name = mix.parent.name if mix.parent != root else mix.stem
+        tracks.append(Track(name, subset, AudioRef(mix), stems))
     if not tracks:
         raise StemsepError(f"{table} lists no tracks.")
     return sorted(tracks, key=lambda t: t.name)

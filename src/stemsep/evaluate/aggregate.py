@@ -14,7 +14,8 @@ from pathlib import Path
 
 from stemsep.errors import StemsepError
 from stemsep.evaluate._museval import import_museval
-from stemsep.evaluate.score import METRICS, write_atomically
+from stemsep.evaluate.score import METRICS
+from stemsep.files import write_text_atomically
 
 RUN_FILE = "run.json"
 RESULTS_CSV = "results.csv"
@@ -91,8 +92,8 @@ def write_reports(run: RunScores) -> dict[str, Path]:
     """results.csv, results.md and sdr_boxplot.png in the run's folder."""
     table = run.summary()
     paths = {"csv": run.folder / RESULTS_CSV, "markdown": run.folder / RESULTS_MD, "plot": run.folder / BOXPLOT_PNG}
-    write_atomically(paths["csv"], table.rename_axis("instrument").to_csv(float_format="%.3f"))
-    write_atomically(paths["markdown"], results_markdown(run))
+    write_text_atomically(paths["csv"], table.rename_axis("instrument").to_csv(float_format="%.3f"))
+    write_text_atomically(paths["markdown"], results_markdown(run))
     boxplot([run], paths["plot"])
     return paths
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from stemsep.data.tracks import Track, find_tracks
-from stemsep.errors import StemsepError
+from stemsep.errors import StemsepError, describe
 from stemsep.evaluate.aggregate import RUN_FILE, load_run, write_reports
-from stemsep.evaluate.score import ScoreJob, is_complete, score_and_save, write_atomically
+from stemsep.evaluate.score import ScoreJob, is_complete, score_and_save
+from stemsep.files import write_text_atomically
 
 Report = Callable[[str], None]
 
@@ -135,7 +136,7 @@ def _write_run_file(output: Path, model: str, backend: str, quantization: str | 
                 f"{output} holds scores of another run ({', '.join(f'{k}={previous.get(k)!r}' for k in differing)}); "
                 "choose another output folder."
             )
-    write_atomically(existing, json.dumps(settings, indent=2) + "\n")
+    write_text_atomically(existing, json.dumps(settings, indent=2) + "\n")
 
 
 def _separate_and_score(separator, tracks: list[Track], output: Path, workers: int, result: EvaluationResult, say: Report):
@@ -151,7 +152,7 @@ def _separate_and_score(separator, tracks: list[Track], output: Path, workers: i
             try:
                 medians = future.result()
             except Exception as error:  # a worker's failure is this track's, not the run's
-                result.failed[name] = _reason(error)
+                result.failed[name] = describe(error)
                 say(f"{name}: scoring failed: {result.failed[name]}")
             else:
                 result.scored[name] = medians
@@ -169,7 +170,7 @@ def _separate_and_score(separator, tracks: list[Track], output: Path, workers: i
             try:
                 job = _separate(separator, track, rate, _score_path(output, track))
             except Exception as error:
-                result.failed[track.name] = _reason(error)
+                result.failed[track.name] = describe(error)
                 say(f"{track.name}: failed: {result.failed[track.name]}")
                 progress.advance(task)
                 continue
@@ -197,10 +198,6 @@ def _separate(separator, track: Track, rate: int, destination: Path) -> ScoreJob
         estimates={k: np.asarray(v[:length]) for k, v in estimates.items() if k in references},
         destination=destination,
     )
-
-
-def _reason(error: BaseException) -> str:
-    return str(error) if isinstance(error, StemsepError) else f"{type(error).__name__}: {error}"
 
 
 def _interactive() -> bool:

@@ -9,8 +9,6 @@ accompaniment form their own scenario; other targets are scored together).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 
 from stemsep.errors import StemsepError
 from stemsep.evaluate._museval import import_museval
+from stemsep.files import write_text_atomically
 
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 WINDOW_SECONDS = 1.0
@@ -59,20 +58,8 @@ def score_and_save(job: ScoreJob) -> dict[str, float]:
     """Score, write museval's per-track JSON atomically, return the median SDR per instrument."""
     store = score_track(job)
     if job.destination is not None:
-        write_atomically(job.destination, store.json)
+        write_text_atomically(job.destination, store.json)
     return {t["name"]: float(np.nanmedian([float(f["metrics"]["SDR"]) for f in t["frames"]])) for t in store.scores["targets"]}
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def is_complete(path: Path) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from stemsep.config import ModelConfig
 from stemsep.errors import StemsepError
+from stemsep.files import write_text_atomically
 
 FORMAT_VERSION = 1
 EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx", "savedmodel": ".savedmodel"}
@@ -32,7 +33,7 @@ class ExportedModel:
 
 def write(path: Path, meta: dict[str, Any]) -> Path:
     target = path.with_name(path.name + ".json")  # model.tflite -> model.tflite.json
-    target.write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2) + "\n")
+    write_text_atomically(target, json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2) + "\n")
     return target
 
 

@@ -21,7 +21,6 @@ what makes ``--resume`` exact without saving an iterator.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import numpy as np
 
 from stemsep.audio.decode import stream_audio
 from stemsep.config import ModelConfig
+from stemsep.data.tracks import read_dataset_table
 from stemsep.dsp.stft import periodic_hann, stft_frames
 from stemsep.errors import StemsepError
 
@@ -52,11 +52,7 @@ class SongEntry:
 
 def read_dataset_csv(path: Path, audio_root: Path, instruments: tuple[str, ...]) -> list[SongEntry]:
     """Rows of a reference dataset CSV (mix_path, <instrument>_path..., duration), paths under ``audio_root``."""
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise StemsepError(f"Cannot read dataset CSV {path} ({error.strerror}).") from None
+    _, rows = read_dataset_table(path)
     needed = ["mix_path", *(f"{i}_path" for i in instruments), "duration"]
     if rows:
         missing = [c for c in needed if c not in rows[0]]

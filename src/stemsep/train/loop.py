@@ -34,6 +34,7 @@ import numpy as np
 
 from stemsep.config import ModelConfig, load_config_file
 from stemsep.errors import StemsepError
+from stemsep.files import write_text_atomically
 from stemsep.train.dataset import (
     StepSampler,
     build_cache,
@@ -275,12 +276,10 @@ def _save_model(model, cfg: ModelConfig, model_dir: Path) -> None:
     """config.json + model.weights.h5, each replaced atomically."""
     raw = dict(cfg.raw)
     raw["model_dir"] = "."
-    config_tmp = model_dir / ".config.json.part"
-    config_tmp.write_text(json.dumps(raw, indent=2) + "\n")
-    weights_tmp = model_dir / ".model.part.weights.h5"
+    weights_tmp = model_dir / ".model.part.weights.h5"  # Keras insists on the .weights.h5 suffix
     model.save_weights(weights_tmp)
     os.replace(weights_tmp, model_dir / WEIGHTS_NAME)
-    os.replace(config_tmp, model_dir / "config.json")
+    write_text_atomically(model_dir / "config.json", json.dumps(raw, indent=2) + "\n")
 
 
 def _export_savedmodels(model_dir: Path, report: Report) -> None:
