@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from stemsep.errors import StemsepError
@@ -40,6 +41,7 @@ class RunScores:
     label: str
     frames: object  # pandas DataFrame: track, target, metric, time, score
 
+    @cached_property
     def _store(self):
         store = import_museval().EvalStore(frames_agg="median", tracks_agg="median")
         store.add_track(self.frames)
@@ -47,12 +49,12 @@ class RunScores:
 
     def per_track(self):
         """Median over frames: Series indexed by (track, target, metric)."""
-        return self._store().agg_frames_scores()
+        return self._store.agg_frames_scores()
 
     def summary(self):
         """Median over frames then tracks: DataFrame instrument x metric, plus a tracks column."""
         per_track = self.per_track().reset_index()
-        table = self._store().agg_frames_tracks_scores().unstack("metric")
+        table = self._store.agg_frames_tracks_scores().unstack("metric")
         table = table.reindex(columns=list(METRICS))
         table["tracks"] = per_track.groupby("target")["track"].nunique()
         return table.loc[sorted(table.index, key=_instrument_rank)]
