@@ -118,13 +118,11 @@ def _instrument_model(keras_model, cfg, instrument: str, portable: bool):
     """A one-instrument U-Net with that instrument's weights from ``keras_model``, and its config."""
     import dataclasses
 
-    from stemsep.model.unet import build_unet_model
+    from stemsep.model.unet import build_unet_model, copy_weights_by_name
 
     single_cfg = dataclasses.replace(cfg, instruments=(instrument,))
     model = build_unet_model(single_cfg, portable=portable)
-    for layer in model.layers:
-        if layer.weights:
-            layer.set_weights(keras_model.get_layer(layer.name).get_weights())
+    copy_weights_by_name(model, keras_model)
     return model, single_cfg
 
 

@@ -97,3 +97,17 @@ def build_unet_model(cfg: ModelConfig, batch_size: int | None = None, portable: 
         maps = [layers.Lambda(lambda m, i=i: m[..., i], name=f"{name}_mask")(masks) for i, name in enumerate(cfg.instruments)]
     outputs = [layers.Multiply(name=f"{name}_spectrogram")([mask, magnitude]) for name, mask in zip(cfg.instruments, maps)]
     return keras.Model(magnitude, outputs, name="unet")
+
+
+def copy_weights_by_name(target: keras.Model, source: keras.Model) -> None:
+    """Set every weighted layer of ``target`` from ``source``'s layer of the same name (names are
+    per instrument, so a one-instrument U-Net takes its weights from a multi-instrument one).
+
+    Raises ValueError naming the first layer that ``source`` lacks or shapes differently.
+    """
+    for layer in target.layers:
+        if layer.weights:
+            try:
+                layer.set_weights(source.get_layer(layer.name).get_weights())
+            except (ValueError, KeyError):
+                raise ValueError(f"layer {layer.name} does not fit the config's model") from None

@@ -249,7 +249,7 @@ def _scalar(tf, tag: str, value: float, step: int) -> None:
 
 
 def _build_model(cfg: ModelConfig, init: str | None, keras):
-    from stemsep.model.unet import build_unet_model
+    from stemsep.model.unet import build_unet_model, copy_weights_by_name
 
     model = build_unet_model(cfg)
     if init is None:
@@ -263,12 +263,10 @@ def _build_model(cfg: ModelConfig, init: str | None, keras):
             f"the config trains {', '.join(cfg.instruments)}: they must be the same."
         )
     pretrained = build_keras(source)
-    for layer in model.layers:
-        if layer.weights:
-            try:
-                layer.set_weights(pretrained.get_layer(layer.name).get_weights())
-            except (ValueError, KeyError):
-                raise StemsepError(f"--init {init}: layer {layer.name} does not fit the config's model.") from None
+    try:
+        copy_weights_by_name(model, pretrained)
+    except ValueError as error:
+        raise StemsepError(f"--init {init}: {error}.") from None
     return model
 
 
