@@ -28,8 +28,8 @@ EXPORTS = [
     ("tflite", "waveform", "none"),
     ("savedmodel", "waveform", "none"),
 ]
-# int8-dynamic is fast but measures ~6 / 12 dB on this U-Net (see README): guarded, not a target.
-MINIMUM_DB = {"none": 60.0, "fp16": 40.0, "int8": 20.0, "int8-dynamic": 5.0}
+# int8-dynamic keeps four sensitive layers on float compute (see export.build): >= 20 dB like int8.
+MINIMUM_DB = {"none": 60.0, "fp16": 40.0, "int8": 20.0, "int8-dynamic": 20.0}
 
 
 @pytest.fixture(scope="module")
@@ -152,16 +152,15 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
     export_model(str(folder), "onnx", out)
     assert len(list(out.glob("*.tflite"))) == 5 and len(list(out.glob("*.onnx"))) == 5
     reference = Separator(str(folder)).separate(example_wave[:300_000], 44100)
-    # Random weights saturate every instrument's sigmoid in the same bins, where the ratio
-    # masks divide tiny estimates by tiny sums. ONNX Runtime computes those tiny values
-    # differently from TensorFlow (its U-Net outputs still match to > 100 dB), so its
-    # stems measure ~50 dB; LiteRT's match to > 110 dB. Trained 2stems weights: 130 dB.
+    # Random weights saturate sigmoids, where the ratio masks divide tiny estimates by tiny sums:
+    # this needs the exported sigmoid's relative precision far below -10 (ONNX Runtime's own
+    # Sigmoid returns 0 below -18; stemsep exports 1 / (1 + exp(-x))).
     keras_model = Separator(str(folder)).model
     padded = np.zeros((527_360, 2), np.float32)
     padded[4096 : 4096 + 400_000] = example_wave[:400_000]
     spectrum = stft_frames(padded, 4096, 1024, 512, periodic_hann(4096))
     segment = np.abs(spectrum[:, :, :1024]).transpose(1, 2, 0)[None]
-    for backend, minimum in (("litert", 60.0), ("onnx", 45.0)):
+    for backend in ("litert", "onnx"):
         separator = Separator(str(out), backend=backend)
         pairs = zip(reference, keras_model(segment), separator.model(segment))
         estimates = {name: round(snr_db(a, b), 1) for name, a, b in pairs}
@@ -169,4 +168,4 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
         report = {name: round(snr_db(reference[name], stems[name]), 1) for name in reference}
         print(f"4stems {backend} SNR vs keras (dB): U-Net outputs {estimates}, stems {report}")
         assert min(estimates.values()) >= 60.0, estimates
-        assert min(report.values()) >= minimum, report
+        assert min(report.values()) >= 60.0, report

@@ -30,6 +30,63 @@ def portable_elu(x):
     return ops.where(x > 0, x, negative)
 
 
+class SubPixelConv2DTranspose(layers.Layer):
+    """Spleeter's 5x5, stride-2, "same" transposed convolution as four regular convolutions,
+    one per output phase (2x2, 2x3, 3x2 and 3x3 taps of the same kernel), interleaved by
+    depth_to_space: the same numbers to float rounding and the same multiply-adds, but
+    regular convolutions are what every runtime optimizes (LiteRT's XNNPACK runs Spleeter's
+    transposed convolutions several times slower, measured).
+
+    The weights keep Conv2DTranspose's shapes and names, so checkpoints and
+    ``copy_weights_by_name`` fill it; the phase kernels are derived from them in the graph
+    (constant-folded by converters).
+    """
+
+    def __init__(self, filters: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def build(self, input_shape) -> None:
+        parts = input_shape if isinstance(input_shape, list) else [input_shape]
+        channels = sum(shape[-1] for shape in parts)
+        self.kernel = self.add_weight(name="kernel", shape=(*KERNEL, self.filters, channels), initializer="he_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        ops = keras.ops
+        parts = inputs if isinstance(inputs, list) else [inputs]
+        height, width = parts[0].shape[1], parts[0].shape[2]
+        padded = [ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]) for x in parts]
+        phases = []
+        for rows in _PHASE_TAPS:
+            for cols in _PHASE_TAPS:
+                # [rows, cols, out, in] -> [rows, cols, in, out]: this phase's taps only, no zeros.
+                kernel = ops.transpose(ops.take(ops.take(self.kernel, rows, axis=0), cols, axis=1), [0, 1, 3, 2])
+                total, first = None, 0
+                for x in padded:
+                    window = x[:, : height + len(rows) - 1, : width + len(cols) - 1]
+                    part = ops.conv(window, kernel[:, :, first : first + x.shape[-1]], strides=1, padding="valid")
+                    total = part if total is None else total + part
+                    first += x.shape[-1]
+                phases.append(total + self.bias)
+        return ops.depth_to_space(ops.concatenate(phases, axis=-1), 2)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "filters": self.filters}
+
+
+# Output row 2m + a of a 5-tap, stride-2 "same" transposed convolution (one row of padding
+# before) is the correlation of input rows m - 1, m[, m + 1] with these kernel taps.
+_PHASE_TAPS = ((3, 1), (4, 2, 0))
+
+
+def portable_sigmoid(x):
+    """1 / (1 + exp(-x)): ONNX Runtime's Sigmoid is inexact below -10 and returns 0 below -18
+    (measured: 17 % off at -15), which the ratio masks of a saturated U-Net turn into audible
+    differences; exp keeps the relative precision there."""
+    return 1 / (1 + keras.ops.exp(-x))
+
+
 def _activation(name: str | None, default: str, layer_name: str, portable: bool) -> layers.Layer:
     # Spleeter falls back to its default for any unknown value, so do we.
     choice = name if name in ("ReLU", "ELU", "LeakyReLU") else default
@@ -60,21 +117,25 @@ def _unet_logits_or_mask(
     x = skips[-1]
     decoder_filters = (*ENCODER_FILTERS[-2::-1], 1)
     for k, filters in enumerate(decoder_filters, start=1):
-        x = layers.Conv2DTranspose(
-            filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_deconv{k}"
-        )(x)
+        if portable:
+            x = SubPixelConv2DTranspose(filters, name=f"{scope}_deconv{k}")(x)
+        else:
+            x = layers.Conv2DTranspose(
+                filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_deconv{k}"
+            )(x)
         x = _activation(deconv_act, "ReLU", f"{scope}_deconv_act{k}", portable)(x)
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{scope}_bn{6 + k}")(x)
         if k <= 3:
             x = layers.Dropout(0.5, name=f"{scope}_dropout{k}")(x)
         if k < len(decoder_filters):
-            x = layers.Concatenate(axis=-1, name=f"{scope}_skip{k}")([skips[-1 - k], x])
+            x = [skips[-1 - k], x] if portable else layers.Concatenate(axis=-1, name=f"{scope}_skip{k}")([skips[-1 - k], x])
+    sigmoid = portable_sigmoid if portable else "sigmoid"
     return layers.Conv2D(
         2,
         (4, 4),
         dilation_rate=2,
         padding="same",
-        activation=None if logits else "sigmoid",
+        activation=None if logits else sigmoid,
         kernel_initializer=init,
         name=f"{scope}_conv7",
     )(x)
@@ -83,8 +144,9 @@ def _unet_logits_or_mask(
 def build_unet_model(cfg: ModelConfig, batch_size: int | None = None, portable: bool = False) -> keras.Model:
     """Magnitude segments ``[B, T, F, 2]`` in, one estimate per instrument out.
 
-    ``portable`` builds ELU from elementary ops (see ``portable_elu``), for
-    exports to runtimes whose Elu kernel is inexact; the weights are the same.
+    ``portable`` builds the graph for exports, with the same weights: ELU and sigmoid
+    from elementary ops (``portable_elu``, ``portable_sigmoid``: ONNX Runtime's are inexact) and each
+    transposed convolution as a sub-pixel convolution (``SubPixelConv2DTranspose``).
     """
     magnitude = keras.Input((cfg.T, cfg.F, cfg.n_channels), batch_size=batch_size, name="magnitude")
     softmax = cfg.model_type == "unet.softmax_unet"
