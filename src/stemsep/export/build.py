@@ -113,9 +113,7 @@ def export_model(
             # Only this instrument's U-Net, so a SavedModel does not carry the others' weights
             # (a softmax model needs every instrument's logits for each mask).
             model, graph_cfg = _instrument_model(keras_model, cfg, instruments[0])
-        written.append(
-            _export_one(model, reference, cfg, kind, fmt, quantize, instruments, path, descriptor, sha, graph_cfg)
-        )
+        written.append(_export_one(model, reference, cfg, kind, fmt, quantize, instruments, path, descriptor, sha, graph_cfg))
     return written
 
 
