@@ -98,7 +98,7 @@ def _activation(name: str | None, default: str, layer_name: str, portable: bool)
 
 
 def _unet_logits_or_mask(
-    magnitude: keras.KerasTensor, scope: str, params: dict, logits: bool, portable: bool
+    magnitude: keras.KerasTensor, scope: str, params: dict, logits: bool, portable: bool, subpixel: bool
 ) -> keras.KerasTensor:
     """One instrument's U-Net up to its last 4x4 conv (sigmoid unless ``logits``)."""
     conv_act, deconv_act = params.get("conv_activation"), params.get("deconv_activation")
@@ -117,7 +117,7 @@ def _unet_logits_or_mask(
     x = skips[-1]
     decoder_filters = (*ENCODER_FILTERS[-2::-1], 1)
     for k, filters in enumerate(decoder_filters, start=1):
-        if portable:
+        if subpixel:
             x = SubPixelConv2DTranspose(filters, name=f"{scope}_deconv{k}")(x)
         else:
             x = layers.Conv2DTranspose(
@@ -128,7 +128,8 @@ def _unet_logits_or_mask(
         if k <= 3:
             x = layers.Dropout(0.5, name=f"{scope}_dropout{k}")(x)
         if k < len(decoder_filters):
-            x = [skips[-1 - k], x] if portable else layers.Concatenate(axis=-1, name=f"{scope}_skip{k}")([skips[-1 - k], x])
+            # SubPixelConv2DTranspose takes the parts apart (see there).
+            x = [skips[-1 - k], x] if subpixel else layers.Concatenate(axis=-1, name=f"{scope}_skip{k}")([skips[-1 - k], x])
     sigmoid = portable_sigmoid if portable else "sigmoid"
     return layers.Conv2D(
         2,
@@ -141,17 +142,19 @@ def _unet_logits_or_mask(
     )(x)
 
 
-def build_unet_model(cfg: ModelConfig, batch_size: int | None = None, portable: bool = False) -> keras.Model:
+def build_unet_model(
+    cfg: ModelConfig, batch_size: int | None = None, portable: bool = False, subpixel: bool = False
+) -> keras.Model:
     """Magnitude segments ``[B, T, F, 2]`` in, one estimate per instrument out.
 
-    ``portable`` builds the graph for exports, with the same weights: ELU and sigmoid
-    from elementary ops (``portable_elu``, ``portable_sigmoid``: ONNX Runtime's are inexact) and each
-    transposed convolution as a sub-pixel convolution (``SubPixelConv2DTranspose``).
+    Export graphs, with the same weights: ``portable`` builds ELU and sigmoid from
+    elementary ops (``portable_elu``, ``portable_sigmoid``: ONNX Runtime's are inexact);
+    ``subpixel`` builds each transposed convolution as ``SubPixelConv2DTranspose``.
     """
     magnitude = keras.Input((cfg.T, cfg.F, cfg.n_channels), batch_size=batch_size, name="magnitude")
     softmax = cfg.model_type == "unet.softmax_unet"
     params = cfg.model_params
-    maps = [_unet_logits_or_mask(magnitude, name, params, logits=softmax, portable=portable) for name in cfg.instruments]
+    maps = [_unet_logits_or_mask(magnitude, name, params, softmax, portable, subpixel) for name in cfg.instruments]
     if softmax:
         # 5stems: masks sum to one across instruments.
         stacked = layers.Lambda(lambda ts: keras.ops.stack(ts, axis=4), name="stack_logits")(maps)
