@@ -9,6 +9,7 @@ Prints the `stemsep evaluate --compare` table.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def main() -> None:
     for backend, quantization in VARIANTS:
         model = "spleeter:2stems" if backend == "keras" else str(args.exported)
         folder = args.out / f"{backend}-{quantization or 'fp32'}"
+        shutil.rmtree(folder, ignore_errors=True)  # evaluate() would keep last run's scores
         evaluate(model, args.out / "data", folder, backend=backend, quantization=quantization, workers=1)
         run = load_run(folder)
         run.label = f"{backend} {quantization or 'none'}".replace(" none", " fp32")
