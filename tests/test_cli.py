@@ -150,3 +150,17 @@ def test_corrupt_checkpoint_in_a_real_process(tmp_path, official_2stems):
     assert result.returncode == 1
     assert result.stderr.strip().startswith("Error: Checkpoint") and "corrupt or unreadable" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "onnx", "--quantize", "int8-dynamic"], "ONNX exports are fp32"),
+        (["--format", "savedmodel", "--quantize", "fp16"], "A SavedModel is not quantized"),
+        (["--format", "coreml"], "Unknown export format 'coreml'"),
+    ],
+)
+def test_bad_export_requests_are_one_sentence(tmp_path, args, message):
+    result = runner.invoke(app, ["export", "-p", "spleeter:2stems", *args, "-o", str(tmp_path)])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []

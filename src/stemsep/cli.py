@@ -65,7 +65,7 @@ def separate(
         str, typer.Option("--backend", help="keras (TensorFlow), or litert / onnx with -p a folder made by `stemsep export`.")
     ] = "keras",
     quantization: Annotated[
-        str | None, typer.Option("--quantization", help="With litert/onnx: none, fp16, int8, int8-dynamic.", show_default=False)
+        str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
     ] = None,
 ) -> None:
     """Separate audio files into one file per instrument."""
@@ -183,7 +183,7 @@ def evaluate(
     ] = None,
     backend: Annotated[str, typer.Option("--backend", help="keras, or litert / onnx with -p an exported folder.")] = "keras",
     quantization: Annotated[
-        str | None, typer.Option("--quantization", help="With litert/onnx: none, fp16, int8, int8-dynamic.", show_default=False)
+        str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
     ] = None,
     mwf: Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering.")] = False,
     workers: Annotated[
