@@ -175,3 +175,37 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
         print(f"4stems {backend} SNR vs keras (dB): U-Net outputs {estimates}, stems {report}")
         assert min(estimates.values()) >= 60.0, estimates
         assert min(report.values()) >= 60.0, report
+
+
+@pytest.mark.slow
+def test_four_stems_quantized_with_trained_weights(tmp_path, official_2stems, example_wave):
+    """No trained 4stems weights are reachable offline; random weights saturate, so quantization
+    is measured on a 4stems model (its config, ELU activations) whose four U-Nets carry the
+    official 2stems weights (vocals, accompaniment, vocals, accompaniment)."""
+    from stemsep.model.loader import build_keras
+    from stemsep.model.unet import build_unet_model
+
+    config = load_preset("4stems")
+    four = build_unet_model(config)
+    two = build_keras(resolve_source("spleeter:2stems", official_2stems.parent))
+    donor = {"vocals": "vocals", "drums": "accompaniment", "bass": "vocals", "other": "accompaniment"}
+    for layer in four.layers:
+        if layer.weights:
+            instrument = layer.name.split("_")[0]
+            layer.set_weights(two.get_layer(layer.name.replace(instrument, donor[instrument], 1)).get_weights())
+    folder = tmp_path / "model4"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config.raw))
+    four.save_weights(folder / "model.weights.h5")
+    out = tmp_path / "exported"
+    song = example_wave[:300_000]
+    reference = Separator(str(folder)).separate(song, 44100)
+    for quantize in ("fp16", "int8", "int8-dynamic"):
+        export_model(str(folder), "tflite", out, quantize=quantize)
+        stems = Separator(str(out), backend="litert", quantization=quantize).separate(song, 44100)
+        report = {name: round(snr_db(reference[name], stems[name]), 1) for name in reference}
+        print(f"4stems (2stems weights) litert {quantize} SNR vs keras (dB): {report}")
+        # int8-dynamic's float layers were chosen on the official 2stems model with its
+        # activations; under this model's ELUs it measures ~12 / 17 dB: recorded, not a target.
+        assert min(report.values()) >= {"fp16": 40.0, "int8": 20.0, "int8-dynamic": 10.0}[quantize], report
+    assert len(list(out.glob("*.tflite"))) == 15

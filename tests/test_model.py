@@ -120,3 +120,25 @@ def test_a_one_instrument_model_separates(tmp_path):
     wave = 0.1 * np.random.default_rng(0).standard_normal((44100 * 3, 2)).astype(np.float32)
     stems = Separator(str(tmp_path)).separate(wave, 44100)
     assert list(stems) == ["vocals"] and stems["vocals"].shape == wave.shape
+
+
+@pytest.mark.parametrize("parts", [(8,), (8, 4)])
+def test_subpixel_transposed_convolution_equals_keras(parts):
+    """SubPixelConv2DTranspose (export graph) computes Conv2DTranspose(5, strides=2, "same"),
+    also when its input comes as the parts a concatenation would have joined."""
+    import keras
+
+    from stemsep.model.unet import SubPixelConv2DTranspose
+
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(1, 6, 10, c)).astype(np.float32) for c in parts]
+    reference = keras.layers.Conv2DTranspose(3, (5, 5), strides=2, padding="same")
+    reference.build((1, 6, 10, sum(parts)))
+    reference.bias.assign(rng.normal(size=3).astype(np.float32))
+    subpixel = SubPixelConv2DTranspose(3)
+    subpixel.build([x.shape for x in inputs] if len(inputs) > 1 else inputs[0].shape)
+    subpixel.set_weights(reference.get_weights())
+    expected = reference(np.concatenate(inputs, axis=-1)).numpy()
+    got = subpixel(inputs if len(inputs) > 1 else inputs[0]).numpy()
+    assert got.shape == expected.shape == (1, 12, 20, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-5)

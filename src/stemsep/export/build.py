@@ -8,8 +8,6 @@ the Keras model; its metadata JSON records the measured SNR.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -22,14 +20,14 @@ from stemsep._tf import import_tensorflow
 from stemsep.config import preset_name
 from stemsep.errors import StemsepError
 from stemsep.export import metadata
+from stemsep.export import quantize as int8
 from stemsep.export.graphs import chunk_samples, spectrogram_function, waveform_function
 from stemsep.model.loader import ModelSource, build_keras, resolve_source, weights_sha256
 from stemsep.runtime.exported import onnx_runner, tflite_runner
 
 FORMATS = ("tflite", "onnx", "savedmodel")
 KINDS = ("spectrogram", "waveform")
-# int8: weight-only (int8 weights dequantized at load, float compute): quality first.
-# int8-dynamic: dynamic-range (activations quantized at run time) but for a few sensitive layers: fast.
+# int8: weight-only, int8-dynamic: dynamic-range with a few layers on float compute (see export.quantize).
 QUANTIZATIONS = ("none", "fp16", "int8", "int8-dynamic")
 ONNX_OPSET = 17
 
@@ -56,13 +54,12 @@ def _model_name(source: ModelSource, descriptor: str) -> str:
 
 
 def _test_input(cfg, kind: str) -> np.ndarray:
-    """A deterministic, music-like input: harmonic tones with a decaying spectrum, not noise."""
-    rng = np.random.default_rng(1234)
+    """One chunk of a synthetic song (data/synth.py: drums, bass, pads, a voice) to check every
+    export against Keras; not the example song that the tests and benchmarks measure on."""
+    from stemsep.data.synth import synth_track
+
     n = chunk_samples(cfg)
-    t = np.arange(n) / cfg.sample_rate
-    wave = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) / (k + 1) for k, f in enumerate((110, 220, 330, 587, 880, 1760)))
-    wave = np.stack([wave, np.roll(wave, 300)], axis=1).astype(np.float32) * 0.1
-    wave += rng.normal(0, 0.01, wave.shape).astype(np.float32)
+    wave = synth_track(seed=2024, seconds=n / 44100 + 0.1)["mixture"][:n].astype(np.float32)
     if kind == "waveform":
         return wave
     from stemsep.dsp.stft import periodic_hann, stft_frames
@@ -129,7 +126,17 @@ def _instrument_model(keras_model, cfg, instrument: str, subpixel: bool):
 
 
 def _export_one(
-    keras_model, reference, cfg, kind, fmt, quantize, instruments, path: Path, descriptor: str, sha: str, graph_cfg=None
+    keras_model,
+    reference,
+    cfg,
+    kind,
+    fmt,
+    quantize,
+    instruments,
+    path: Path,
+    descriptor: str,
+    sha: str,
+    graph_cfg=None,
 ) -> Path:
     """Export ``keras_model`` (the export graph) and check it against ``reference`` (the Keras model
     separation uses). ``graph_cfg``: the config ``keras_model`` was built from, when it holds fewer
@@ -199,6 +206,7 @@ def _export_one(
         "inputs": [{"name": spec.name, "shape": list(spec.shape), "dtype": "float32"}],
         "outputs": [{"name": i, "shape": list(spec.shape), "dtype": "float32"} for i in instruments],
         "verified_snr_db_vs_keras": snr,
+        **({"float_compute_layers": list(int8.FLOAT_COMPUTE_LAYERS)} if quantize == "int8-dynamic" else {}),
         "source": {"model": descriptor, "weights_sha256": sha},
         "stemsep_version": __version__,
         "config": cfg.raw,
@@ -235,50 +243,11 @@ def _convert_tflite(saved: Path, quantize: str) -> bytes:
         model = converter.convert()
     except Exception as error:  # the converter raises ConverterError and others
         raise StemsepError(f"TFLite conversion failed ({str(error).strip().splitlines()[0][:200]}).") from None
-    if quantize in ("int8", "int8-dynamic"):
-        return _int8(model, dynamic=quantize == "int8-dynamic")
+    if quantize == "int8":
+        return int8.weight_only(model)
+    if quantize == "int8-dynamic":
+        return int8.dynamic(model)
     return model
-
-
-# Convolutions whose dynamic int8 quantization alone costs the most (2stems, example song, vocals
-# stem vs Keras with only that layer quantized: conv1 20.9 dB, conv2 20.3, deconv4 15.7, deconv6
-# 20.5; every other layer 27.6-54.7 dB). They read the widest-ranged tensors: the raw magnitudes,
-# their first activations and the raw skip outputs of conv1 and conv3. int8-dynamic keeps them on
-# float compute (int8 weights still): vocals 24 dB instead of 12 dB with every layer quantized.
-FLOAT_COMPUTE_LAYERS = r".*_(conv1|conv2|deconv4|deconv6)(_\d+)?/.*"
-
-
-def _int8(model: bytes, dynamic: bool) -> bytes:
-    """Channel-wise symmetric int8 weights (ai-edge-quantizer). Weight-only: DEQUANTIZE ops in front
-    of float kernels. Dynamic: int8 kernels with activations quantized per tensor at run time
-    (XNNPACK), except FLOAT_COMPUTE_LAYERS. No representative dataset: nothing static is calibrated
-    (full-integer int8 calibrated on the test song itself measured 13 / 17 dB on the U-Net outputs)."""
-    from ai_edge_quantizer import quantizer
-
-    def rule(regex: str, integer: bool) -> dict:
-        weights = {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"}
-        config = {
-            "weight_tensor_config": weights,
-            "compute_precision": "INTEGER" if integer else "FLOAT",
-            "explicit_dequantize": not integer,
-            "skip_checks": False,
-            "min_weight_elements": 0,
-        }
-        return {"regex": regex, "operation": "*", "algorithm_key": "min_max_uniform_quantize", "op_config": config}
-
-    recipe = [rule(".*", integer=dynamic)]
-    if dynamic:
-        recipe.append(rule(FLOAT_COMPUTE_LAYERS, integer=False))  # later rules override earlier ones
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "fp32.tflite"
-        source.write_bytes(model)
-        target = Path(tmp) / "int8.tflite"
-        # Its size report and progress bars are not ours to print.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            engine = quantizer.Quantizer(str(source))
-            engine.load_quantization_recipe(recipe)
-            engine.quantize().export_model(str(target))
-        return target.read_bytes()
 
 
 def _convert_onnx(function, spec, path: Path, waveform_cfg=None) -> None:
