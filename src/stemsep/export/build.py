@@ -87,7 +87,7 @@ def export_model(
     cfg = source.config
     reference = build_keras(source)
     # The export graph: same weights, exact ELU and sigmoid everywhere, and for LiteRT and TF the
-    # sub-pixel decoder (ONNX Runtime's ConvTranspose is fast: 180 ms per segment vs 224 ms
+    # sub-pixel decoder (ONNX Runtime's ConvTranspose is fast: 176 ms per segment vs 224 ms
     # sub-pixel, measured); each file is checked against the reference Keras model.
     subpixel = fmt != "onnx"
     keras_model = _export_graph(reference, cfg, subpixel)
