@@ -8,6 +8,7 @@ the Keras model; its metadata JSON records the measured SNR.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -56,16 +57,22 @@ def _model_name(source: ModelSource, descriptor: str) -> str:
 def _test_input(cfg, kind: str) -> np.ndarray:
     """One chunk of a synthetic song (data/synth.py: drums, bass, pads, a voice) to check every
     export against Keras; not the example song that the tests and benchmarks measure on."""
-    from stemsep.data.synth import synth_track
-
-    n = chunk_samples(cfg)
-    wave = synth_track(seed=2024, seconds=n / 44100 + 0.1)["mixture"][:n].astype(np.float32)
+    wave = _synthetic_song(chunk_samples(cfg))
     if kind == "waveform":
         return wave
     from stemsep.dsp.stft import periodic_hann, stft_frames
 
     spec = stft_frames(wave, cfg.frame_length, cfg.frame_step, cfg.T, periodic_hann(cfg.frame_length))
     return np.abs(spec[:, :, : cfg.F]).transpose(1, 2, 0)[None]
+
+
+@functools.lru_cache(maxsize=2)
+def _synthetic_song(samples: int) -> np.ndarray:
+    from stemsep.data.synth import synth_track
+
+    wave = synth_track(seed=2024, seconds=samples / 44100 + 0.1)["mixture"][:samples].astype(np.float32)
+    wave.flags.writeable = False  # shared between exports
+    return wave
 
 
 def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
