@@ -29,7 +29,7 @@ EXPORTS = [
     ("savedmodel", "waveform", "none"),
     ("onnx", "waveform", "none"),
 ]
-# int8-dynamic keeps four sensitive layers on float compute (see export.build): >= 20 dB like int8.
+# int8-dynamic keeps four sensitive layers on float compute (see export.quantize): >= 20 dB like int8.
 MINIMUM_DB = {"none": 60.0, "fp16": 40.0, "int8": 20.0, "int8-dynamic": 20.0}
 
 
