@@ -24,6 +24,12 @@ app = typer.Typer(
 )
 
 
+BACKEND_HELP = (
+    "onnx or litert: no TensorFlow (a model's first use converts it once, or -p a folder made by `stemsep export`); "
+    "keras: TensorFlow."
+)
+
+
 def _err(message: str) -> None:
     typer.echo(f"Error: {message}", err=True)
 
@@ -61,9 +67,7 @@ def separate(
         typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist.")] = False,
-    backend: Annotated[
-        str, typer.Option("--backend", help="keras (TensorFlow), or litert / onnx with -p a folder made by `stemsep export`.")
-    ] = "keras",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "onnx",
     quantization: Annotated[
         str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
     ] = None,
@@ -76,8 +80,6 @@ def separate(
     try:
         resolve_codec(codec)
         parse_bitrate(bitrate)
-        if backend != "keras" and params_filename == "spleeter:2stems":
-            raise StemsepError(f"--backend {backend} runs an exported model: pass -p FOLDER made by `stemsep export`.")
         separator = Separator(params_filename, mwf=mwf, model_dir=model_dir, backend=backend, quantization=quantization)
     except StemsepError as error:
         _err(str(error))
@@ -181,7 +183,7 @@ def evaluate(
             "-o", "--output_path", "--output-path", help="Output folder [default: evaluation, or comparison].", show_default=False
         ),
     ] = None,
-    backend: Annotated[str, typer.Option("--backend", help="keras, or litert / onnx with -p an exported folder.")] = "keras",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "onnx",
     quantization: Annotated[
         str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
     ] = None,

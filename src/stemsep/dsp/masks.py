@@ -8,11 +8,22 @@ EPSILON = 1e-10
 
 
 def ratio_masks(estimates: list[np.ndarray], exponent: float) -> list[np.ndarray]:
-    """``m_i = (e_i^p + eps/n) / (sum_j e_j^p + eps)``, float32 as in the reference."""
-    powered = [np.power(e, np.float32(exponent), dtype=np.float32) for e in estimates]
-    total = np.sum(powered, axis=0, dtype=np.float32) + np.float32(EPSILON)
+    """``m_i = (e_i^p + eps/n) / (sum_j e_j^p + eps)``, float32 as in the reference.
+
+    In place on fresh arrays (one pass per operation, no stacked copy of every estimate).
+    """
+    if exponent == 2.0:  # every preset: a multiply instead of a pow
+        powered = [np.square(e, dtype=np.float32) for e in estimates]
+    else:
+        powered = [np.power(e, np.float32(exponent), dtype=np.float32) for e in estimates]
+    total = powered[0] + np.float32(EPSILON)
+    for p in powered[1:]:
+        total += p
     share = np.float32(EPSILON / len(estimates))
-    return [(p + share) / total for p in powered]
+    for p in powered:
+        p += share
+        p /= total
+    return powered
 
 
 def extend_band(values: np.ndarray, n_bins: int, mode: str, axis: int = -1) -> np.ndarray:

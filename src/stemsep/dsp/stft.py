@@ -47,7 +47,7 @@ class OverlapAdd:
     def __init__(self, frame_length: int, frame_step: int, channels: int, window: np.ndarray) -> None:
         self.frame_length = frame_length
         self.frame_step = frame_step
-        self.window = window
+        self.synthesis = (window * np.float32(WINDOW_COMPENSATION)).astype(np.float32)
         self.carry = np.zeros((channels, frame_length - frame_step), dtype=np.float32)
 
     def push(self, stft: np.ndarray) -> np.ndarray:
@@ -56,29 +56,27 @@ class OverlapAdd:
         if n_frames == 0:
             return np.zeros((0, channels), dtype=np.float32)
         frames = scipy.fft.irfft(stft, n=self.frame_length, axis=-1, workers=-1).astype(np.float32, copy=False)
-        frames *= self.window
+        frames *= self.synthesis  # window and 2/3 compensation in one pass
         step, length = self.frame_step, self.frame_length
-        out = np.zeros((channels, (n_frames - 1) * step + length), dtype=np.float32)
-        out[:, : self.carry.shape[1]] += self.carry
-        # Frames frame_length apart do not overlap: add each such group with one
-        # contiguous add (frame_length / frame_step adds instead of n).
-        ratio = length // step if length % step == 0 else 1
-        for phase in range(ratio):
-            group = frames[:, phase::ratio]
-            if group.shape[1] == 0:
-                continue
-            start = phase * step
-            if ratio * step == length:
-                out[:, start : start + group.shape[1] * length] += group.reshape(channels, -1)
-            else:  # frames of a group overlap: one add per frame
-                for k in range(group.shape[1]):
-                    pos = start + k * ratio * step
-                    out[:, pos : pos + length] += group[:, k]
+        ratio = length // step
         done = n_frames * step
+        if ratio * step == length:
+            # Frame k's quarter q lands on output block k + q: ratio strided adds, no Python loop per frame.
+            blocks = np.zeros((channels, n_frames + ratio - 1, step), dtype=np.float32)
+            blocks.reshape(channels, -1)[:, : self.carry.shape[1]] += self.carry
+            quarters = frames.reshape(channels, n_frames, ratio, step)
+            for q in range(ratio):
+                blocks[:, q : q + n_frames] += quarters[:, :, q]
+            out = blocks.reshape(channels, -1)
+        else:  # frames overlap irregularly: one add per frame
+            out = np.zeros((channels, (n_frames - 1) * step + length), dtype=np.float32)
+            out[:, : self.carry.shape[1]] += self.carry
+            for k in range(n_frames):
+                out[:, k * step : k * step + length] += frames[:, k]
         self.carry = out[:, done:].copy()
-        return (out[:, :done] * np.float32(WINDOW_COMPENSATION)).T
+        return out[:, :done].T
 
     def flush(self) -> np.ndarray:
         """The samples still pending after the last frame, [frame_length - frame_step, channels]."""
-        tail, self.carry = self.carry * np.float32(WINDOW_COMPENSATION), np.zeros_like(self.carry)
+        tail, self.carry = self.carry, np.zeros_like(self.carry)
         return tail.T

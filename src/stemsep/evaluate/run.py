@@ -59,7 +59,7 @@ def evaluate(
     mus_dir: Path,
     output: Path,
     subset: str = "test",
-    backend: str = "keras",
+    backend: str = "onnx",
     mwf: bool = False,
     workers: int | None = None,
     quantization: str | None = None,
@@ -112,8 +112,8 @@ def _score_path(output: Path, track: Track) -> Path:
 def _write_run_file(output: Path, model: str, backend: str, quantization: str | None, mwf: bool, subset: str, mus_dir: Path):
     from stemsep import __version__
 
-    name = Path(model).name if backend != "keras" or Path(model).exists() else model
-    label = " ".join(filter(None, [name, backend if backend != "keras" else None, quantization, "mwf" if mwf else None]))
+    name = Path(model).name if Path(model).exists() else model
+    label = " ".join(filter(None, [name, backend if backend != "onnx" else None, quantization, "mwf" if mwf else None]))
     settings = {
         "label": label,
         "model": model,

@@ -87,8 +87,11 @@ def export_model(
     kind: str = "spectrogram",
     quantize: str = "none",
     model_dir: Path | None = None,
+    per_instrument: bool = True,
 ) -> list[Path]:
-    """Export and verify; returns the model files written (each with its .json beside it)."""
+    """Export and verify; returns the model files written (each with its .json beside it).
+
+    ``per_instrument``: spectrogram kind also gets one file per instrument beside the multi-instrument one."""
     _check_request(fmt, kind, quantize)
     source = resolve_source(descriptor, model_dir)
     cfg = source.config
@@ -105,7 +108,7 @@ def export_model(
         raise StemsepError(f"Cannot create {out_dir} ({error.strerror}).") from None
     name = _model_name(source, descriptor)
     targets: list[tuple[str, tuple[str, ...]]] = [("", cfg.instruments)]
-    if kind == "spectrogram":
+    if kind == "spectrogram" and per_instrument:
         targets += [(f"-{instrument}", (instrument,)) for instrument in cfg.instruments]
     written = []
     for suffix, instruments in targets:

@@ -87,6 +87,21 @@ def resolve_source(descriptor: str, model_dir: Path | None = None) -> ModelSourc
     )
 
 
+def source_key(source: ModelSource, salt: str) -> str:
+    """A cache key for what is made from ``source``: its weights, its config and ``salt`` (the
+    maker's format version). A checkpoint is keyed by its index file, which holds a CRC of every
+    tensor, and its data files' sizes; a Keras weights file by its path, size and mtime."""
+    weights = source.weights
+    digest = hashlib.sha256(salt.encode())
+    digest.update(json.dumps(source.config.raw, sort_keys=True, default=str).encode())
+    if weights.is_file():
+        stat = weights.stat()
+        digest.update(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    else:
+        digest.update(_checkpoint_key(weights).encode())
+    return digest.hexdigest()[:24]
+
+
 def build_keras(source: ModelSource):
     """The Keras U-Net of ``source`` with its weights (Keras file or imported TF1 checkpoint)."""
     from stemsep._tf import import_tensorflow
@@ -155,20 +170,9 @@ class SeparationModel:
         """The Keras U-Net with the source's weights."""
         return build_keras(self.source)
 
-    def _compiled_key(self) -> str:
-        weights = self.source.weights
-        digest = hashlib.sha256(self.COMPILED_FORMAT.encode())
-        digest.update(json.dumps(self.config.raw, sort_keys=True, default=str).encode())
-        if weights.is_file():
-            stat = weights.stat()
-            digest.update(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        else:
-            digest.update(_checkpoint_key(weights).encode())
-        return digest.hexdigest()[:24]
-
     def _load_compiled(self):
         tf = self._tf
-        folder = cache_root() / "compiled" / self._compiled_key()
+        folder = cache_root() / "compiled" / source_key(self.source, self.COMPILED_FORMAT)
         if (folder / "saved_model.pb").is_file():
             try:
                 # Keep the loaded object: its variables die with it.
@@ -192,11 +196,17 @@ class SeparationModel:
         return module.separate
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
-        """[B, T, F, 2] float32 -> one [B, T, F, 2] estimate per instrument."""
-        outputs = self._call(segments)
-        if not isinstance(outputs, (list, tuple)):  # a one-instrument model's output comes back bare
-            outputs = [outputs]
-        return [np.asarray(o) for o in outputs]
+        """[B, T, F, 2] float32 -> one [B, T, F, 2] estimate per instrument.
+
+        One segment per call: activations of a batch cost ~100 MB per segment, and batch 1 is as fast on CPU.
+        """
+        per_segment = []
+        for i in range(segments.shape[0]):
+            outputs = self._call(segments[i : i + 1])
+            if not isinstance(outputs, (list, tuple)):  # a one-instrument model's output comes back bare
+                outputs = [outputs]
+            per_segment.append([np.asarray(o) for o in outputs])
+        return [np.concatenate(outs) for outs in zip(*per_segment)]
 
 
 def load_model(descriptor: str, model_dir: Path | None = None) -> SeparationModel:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from stemsep.errors import StemsepError
-from stemsep.export.metadata import ExportedModel, select
+from stemsep.export.metadata import ExportedModel, discover, select
 
 BACKEND_FORMATS = {"litert": "tflite", "onnx": "onnx"}
 
@@ -37,6 +37,10 @@ def onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], dict[str, np
         raise StemsepError("The onnx backend needs onnxruntime: pip install onnxruntime.") from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    # Flush denormals to zero as TensorFlow does (silent passages otherwise slow the convolutions).
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    # Idle pool threads sleep instead of spinning: the pipeline's other stage needs that core.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     names = [o.name.split(":")[0] for o in session.get_outputs()]
@@ -57,6 +61,11 @@ class ExportedSpectrogramModel:
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
         outputs = [self._run(segments[i : i + 1]) for i in range(segments.shape[0])]
         return [np.concatenate([o[name] for o in outputs]) for name in self.config.instruments]
+
+
+def is_exported_folder(path: Path) -> bool:
+    """A folder made by ``stemsep export`` (metadata JSONs beside model files), not a model folder."""
+    return path.is_dir() and not (path / "config.json").is_file() and bool(discover(path))
 
 
 def load_exported(folder: Path, backend: str, quantization: str | None = None, threads: int | None = None):

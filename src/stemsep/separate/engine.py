@@ -1,0 +1,64 @@
+"""What runs the U-Nets: one interface, one module per engine.
+
+An engine takes magnitude segments ``[B, T, F, channels]`` and returns one
+estimate of that shape per instrument; the pipeline (``separate.stream``)
+does everything else. Engines, by ``--backend``:
+
+- ``onnx`` (default) and ``litert``: ONNX Runtime or LiteRT, without
+  TensorFlow. ``-p`` a preset, config or model folder: its first use converts
+  the model once and caches the result (``runtime.prepared``); ``-p`` a
+  folder made by ``stemsep export``: its files as they are.
+- ``keras``: the Keras U-Net as a compiled TensorFlow graph (``model.loader``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from stemsep.config import ModelConfig
+from stemsep.errors import StemsepError
+
+BACKENDS = ("onnx", "litert", "keras")
+DEFAULT_BACKEND = "onnx"
+
+
+class Engine(Protocol):
+    config: ModelConfig
+
+    def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
+        """[B, T, F, channels] float32 magnitudes -> one [B, T, F, channels] estimate per instrument."""
+        ...
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise StemsepError(f"Unknown backend {backend!r}; choose {', '.join(BACKENDS)}.")
+
+
+def load_engine(
+    model: str,
+    backend: str = DEFAULT_BACKEND,
+    model_dir: Path | None = None,
+    quantization: str | None = None,
+    threads: int | None = None,
+) -> Engine:
+    """The engine that runs ``model`` (a preset, config, model folder or exported folder) on ``backend``."""
+    check_backend(backend)
+    from stemsep.runtime.exported import is_exported_folder, load_exported
+
+    if is_exported_folder(Path(model)):
+        if backend == "keras":
+            raise StemsepError(f"{model} holds exported models: run it with --backend onnx or litert.")
+        return load_exported(Path(model), backend, quantization, threads)
+    if quantization not in (None, "none"):
+        raise StemsepError("--quantization picks a file of a folder made by `stemsep export`; pass that folder with -p.")
+    if backend == "keras":
+        from stemsep.model.loader import load_model
+
+        return load_model(model, model_dir)
+    from stemsep.runtime.prepared import prepare
+
+    return load_exported(prepare(model, model_dir, backend), backend, None, threads)

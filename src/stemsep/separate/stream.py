@@ -1,0 +1,164 @@
+"""The streaming pipeline around an engine, in bounded chunks.
+
+waveform -> (4096 leading zeros) -> STFT -> |X|[:F] in T-frame segments ->
+engine (U-Nets) -> ratio masks (or norbert Wiener filter) -> masked STFT ->
+iSTFT x 2/3.
+
+Chunks are whole multiples of T frames, aligned on the reference's segment
+grid, and the STFT/iSTFT overlaps are carried across chunk borders, so the
+result equals the whole-file computation while memory stays bounded by the
+chunk size whatever the input's length. With ``--mwf`` the Wiener filter's
+statistics are estimated per chunk (the reference estimates them over the
+whole file, which cannot be bounded); files shorter than one chunk match it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from stemsep.config import ModelConfig
+from stemsep.dsp.masks import extend_band, ratio_masks
+from stemsep.dsp.stft import OverlapAdd, periodic_hann, stft_frames
+from stemsep.separate.engine import Engine
+
+Progress = Callable[[float], None]  # seconds of input done
+
+
+def stream_stems(
+    engine: Engine,
+    blocks: Iterable[np.ndarray],
+    mwf: bool = False,
+    chunk_segments: int = 1,
+    progress: Progress | None = None,
+) -> Iterator[list[np.ndarray]]:
+    """Stereo float32 blocks at the model rate in; per-instrument blocks out, same length in total.
+
+    Two stages overlap: while a worker thread runs the engine on chunk k+1
+    (the runtimes release the GIL), this thread masks and inverts chunk k,
+    then reads and transforms chunk k+2.
+    """
+    cfg = engine.config
+    window = periodic_hann(cfg.frame_length)
+    reconstruct = _Reconstruction(cfg, window, mwf)
+    counted = _Counter(blocks)
+    emitted = 0  # samples of the zero-prefixed signal already returned or dropped
+
+    def emit(pieces: list[np.ndarray]) -> Iterator[list[np.ndarray]]:
+        # Drop the reference's leading frame of zeros and anything past the input's end.
+        nonlocal emitted
+        start, stop = emitted, emitted + pieces[0].shape[0]
+        emitted = stop
+        lo, hi = max(cfg.frame_length - start, 0), min(cfg.frame_length + counted.samples - start, stop - start)
+        if hi > lo:
+            yield [p[lo:hi] for p in pieces]
+        if progress:
+            progress(max(min(emitted - cfg.frame_length, counted.samples), 0) / cfg.sample_rate)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stemsep-engine") as worker:
+        pending: tuple[np.ndarray, Future] | None = None
+        for stft in _stft_chunks(counted, cfg, cfg.T * chunk_segments, window):
+            future = worker.submit(_estimate, engine, stft)
+            if pending is not None:
+                yield from emit(reconstruct(*pending))
+            pending = (stft, future)
+        if pending is not None:
+            yield from emit(reconstruct(*pending))
+    yield from emit(reconstruct.flush())
+
+
+def _stft_chunks(blocks: Iterable[np.ndarray], cfg: ModelConfig, chunk_frames: int, window: np.ndarray) -> Iterator[np.ndarray]:
+    """STFT chunks of ``chunk_frames`` frames (the last one shorter), complex64 [channels, frames, bins].
+
+    As the reference: one frame of zeros in front, frames every hop, and the
+    end zero-padded until the signal is covered (tf.signal's pad_end).
+    """
+    length, hop = cfg.frame_length, cfg.frame_step
+    chunk_samples = (chunk_frames - 1) * hop + length
+    pieces = [np.zeros((length, cfg.n_channels), dtype=np.float32)]
+    held = length  # samples in pieces; concatenated only when a chunk is complete
+    for block in blocks:
+        pieces.append(block.astype(np.float32, copy=False))
+        held += block.shape[0]
+        if held < chunk_samples:
+            continue
+        buffer = np.concatenate(pieces)
+        while buffer.shape[0] >= chunk_samples:
+            yield stft_frames(buffer, length, hop, chunk_frames, window)
+            buffer = buffer[chunk_frames * hop :]
+        pieces, held = [buffer], buffer.shape[0]
+    buffer = np.concatenate(pieces)
+    remaining = math.ceil(buffer.shape[0] / hop)
+    padding = np.zeros(((remaining - 1) * hop + length - buffer.shape[0], cfg.n_channels), np.float32)
+    buffer = np.concatenate([buffer, padding])
+    while remaining > 0:
+        n = min(chunk_frames, remaining)
+        yield stft_frames(buffer, length, hop, n, window)
+        buffer = buffer[n * hop :]
+        remaining -= n
+
+
+def _estimate(engine: Engine, stft: np.ndarray) -> list[np.ndarray]:
+    """Engine estimates [frames, F, channels] per instrument for stft [channels, frames, bins]."""
+    cfg = engine.config
+    n_frames = stft.shape[1]
+    n_segments = math.ceil(n_frames / cfg.T)
+    magnitude = np.zeros((n_segments * cfg.T, cfg.F, cfg.n_channels), dtype=np.float32)
+    magnitude[:n_frames] = np.abs(stft[:, :, : cfg.F]).transpose(1, 2, 0)
+    segments = magnitude.reshape(n_segments, cfg.T, cfg.F, cfg.n_channels)
+    outputs = engine(segments)
+    return [o.reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for o in outputs]
+
+
+class _Reconstruction:
+    """Masks (or Wiener filter) on each chunk's STFT, then the streamed inverse STFT per instrument."""
+
+    def __init__(self, cfg: ModelConfig, window: np.ndarray, mwf: bool) -> None:
+        self.cfg = cfg
+        self.mwf = mwf
+        self.overlap_adds = [OverlapAdd(cfg.frame_length, cfg.frame_step, cfg.n_channels, window) for _ in cfg.instruments]
+        self.masked: list[np.ndarray | None] = [None] * len(cfg.instruments)  # reused across chunks
+
+    def __call__(self, stft: np.ndarray, estimates: Future) -> list[np.ndarray]:
+        """Finished samples per instrument for chunk ``stft`` [channels, frames, bins]."""
+        values = estimates.result()
+        if self.mwf:
+            from stemsep.dsp.wiener import wiener_stfts
+
+            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(values, stft.transpose(1, 2, 0))]
+        else:
+            masks = ratio_masks(values, self.cfg.separation_exponent)
+            stfts = [self._apply_mask(mask.transpose(2, 0, 1), stft, i) for i, mask in enumerate(masks)]
+        return [ola.push(s) for ola, s in zip(self.overlap_adds, stfts)]
+
+    def flush(self) -> list[np.ndarray]:
+        return [ola.flush() for ola in self.overlap_adds]
+
+    def _apply_mask(self, mask: np.ndarray, stft: np.ndarray, index: int) -> np.ndarray:
+        """mask [channels, frames, F] extended to every bin, times stft [channels, frames, bins]."""
+        cfg = self.cfg
+        if cfg.mask_extension == "zeros":
+            # Bins above F stay silent: multiply only the band, into a buffer
+            # reused across chunks whose upper bins are zero once and for all.
+            masked = self.masked[index]
+            if masked is None or masked.shape != stft.shape:
+                masked = self.masked[index] = np.zeros_like(stft)
+            np.multiply(stft[:, :, : cfg.F], mask, out=masked[:, :, : cfg.F])
+            return masked
+        return stft * extend_band(mask, cfg.n_bins, cfg.mask_extension)
+
+
+class _Counter:
+    """Passes blocks through and counts their samples (the input's length, known at its end)."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]) -> None:
+        self.blocks = blocks
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self.blocks:
+            self.samples += block.shape[0]
+            yield block
