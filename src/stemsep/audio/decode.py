@@ -80,18 +80,30 @@ def to_stereo(block: np.ndarray) -> np.ndarray:
     return block[:, :2]
 
 
-def _decoded_blocks(path: Path, stream_index: int = 0) -> Iterator[np.ndarray]:
-    """Every decoded frame as float32 [n, channels] at the file's own rate."""
+def _decoded_blocks(path: Path, stream_index: int = 0, min_frames: int = 1 << 15) -> Iterator[np.ndarray]:
+    """Decoded samples as float32 [n, channels] at the file's own rate, in blocks of at least
+    ``min_frames`` (but the last): one transpose per block, not per codec frame (~1k samples)."""
     with _open(path) as container:
         stream = _audio_stream(container, path, stream_index)
         # Sample-format conversion only (rate and layout kept), like ffmpeg -f f32le.
         to_float = av.AudioResampler(format="fltp")
+        pending: list[np.ndarray] = []
+        held = 0
+
+        def converted(frame: av.AudioFrame | None) -> Iterator[np.ndarray]:
+            nonlocal pending, held
+            for out in to_float.resample(frame):
+                pending.append(out.to_ndarray())
+                held += pending[-1].shape[1]
+            if held >= min_frames or (frame is None and held):
+                block = np.concatenate(pending, axis=1).T
+                pending, held = [], 0
+                yield block
+
         try:
             for frame in container.decode(stream):
-                for converted in to_float.resample(frame):
-                    yield converted.to_ndarray().T
-            for converted in to_float.resample(None):
-                yield converted.to_ndarray().T
+                yield from converted(frame)
+            yield from converted(None)
         except av.error.FFmpegError as error:
             raise StemsepError(f"{path} is damaged: decoding failed ({error.strerror or type(error).__name__}).") from None
 

@@ -18,6 +18,7 @@ import av
 import numpy as np
 
 from stemsep.errors import StemsepError
+from stemsep.files import current_umask
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,7 @@ class StemWriter:
                 self._container.close()
             if not overwrite and self.path.exists():
                 raise StemsepError(f"{self.path} already exists (use --overwrite to replace it).")
-            # mkstemp creates 0600 files: give the stem the usual umask-based mode.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)
+            os.chmod(self.tmp, 0o666 & ~current_umask())  # mkstemp creates 0600 files
             os.replace(self.tmp, self.path)
         finally:
             self.tmp.unlink(missing_ok=True)

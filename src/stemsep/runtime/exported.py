@@ -60,6 +60,8 @@ class ExportedSpectrogramModel:
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
         outputs = [self._run(segments[i : i + 1]) for i in range(segments.shape[0])]
+        if len(outputs) == 1:
+            return [outputs[0][name] for name in self.config.instruments]
         return [np.concatenate([o[name] for o in outputs]) for name in self.config.instruments]
 
 

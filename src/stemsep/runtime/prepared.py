@@ -17,14 +17,16 @@ import os
 import shutil
 import sys
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from stemsep.cache import cache_root
 from stemsep.errors import StemsepError
 from stemsep.export.metadata import select
+from stemsep.files import current_umask
 from stemsep.model.loader import resolve_source, source_key
 
-PREPARED_FORMAT = "1"  # bump when the export graph or its metadata changes
+PREPARED_FORMAT = "2"  # bump when the export graph, its optimization or its metadata changes
 FORMATS = {"onnx": "onnx", "litert": "tflite"}
 RUNTIME_NAMES = {"onnx": "ONNX Runtime", "litert": "LiteRT"}
 
@@ -33,7 +35,9 @@ def prepared_folder(descriptor: str, model_dir: Path | None, backend: str) -> Pa
     """Where the prepared copy of ``descriptor`` for ``backend`` lives (whether or not it exists yet)."""
     fmt = FORMATS[backend]
     source = resolve_source(descriptor, model_dir)
-    return cache_root() / "prepared" / f"{fmt}-{source_key(source, PREPARED_FORMAT + fmt)}"
+    # ONNX Runtime's optimized graph holds its own fused ops: it is remade for another version.
+    runtime = _installed_version("onnxruntime") if backend == "onnx" else ""
+    return cache_root() / "prepared" / f"{fmt}-{source_key(source, PREPARED_FORMAT + fmt + runtime)}"
 
 
 def is_prepared(folder: Path, backend: str) -> bool:
@@ -59,11 +63,14 @@ def prepare(descriptor: str, model_dir: Path | None, backend: str) -> Path:
 
     try:
         export_model(descriptor, FORMATS[backend], staging, per_instrument=False, model_dir=model_dir)
+        if backend == "onnx":
+            optimize_for_onnxruntime(select(staging, "onnx", None).path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if staging.parent != folder.parent:  # the cache is not writable: use the copy for this run
         return staging
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700 folders
     try:
         os.replace(staging, folder)
     except OSError:  # another process prepared it meanwhile
@@ -71,6 +78,40 @@ def prepare(descriptor: str, model_dir: Path | None, backend: str) -> Path:
         if not is_prepared(folder, backend):
             raise StemsepError(f"Cannot store the prepared model in {folder}.") from None
     return folder
+
+
+def optimize_for_onnxruntime(path: Path) -> None:
+    """Replace ``path`` by ONNX Runtime's own optimized graph (fusions that any CPU runs, not the
+    machine-specific layouts) with the weights in a file beside it, when it computes the same.
+
+    Measured on 2stems: session start 0.40 -> 0.17 s, peak RSS ~75 MiB lower (the weights are
+    read from their file instead of a second copy inside the parsed model).
+    """
+    import numpy as np
+    import onnxruntime
+
+    optimized = path.with_name(path.stem + ".optimized.onnx")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimized)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", path.stem + ".weights")
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    original = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    rewritten = onnxruntime.InferenceSession(str(optimized), providers=["CPUExecutionProvider"])
+    feed = {i.name: np.random.default_rng(0).uniform(0, 2, i.shape).astype(np.float32) for i in original.get_inputs()}
+    for before, after in zip(original.run(None, feed), rewritten.run(None, feed)):
+        error = float(np.sum((before.astype(np.float64) - after) ** 2))
+        if 10 * np.log10(float(np.sum(before.astype(np.float64) ** 2)) / max(error, 1e-30)) < 100.0:
+            optimized.unlink()  # keep the exported graph as it is
+            return
+    os.replace(optimized, path)
+
+
+def _installed_version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""
 
 
 def _staging_folder(folder: Path) -> Path:
