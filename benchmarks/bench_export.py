@@ -52,7 +52,7 @@ def main() -> None:
     for backend, _fmt, quantize in VARIANTS:
         start = time.perf_counter()
         if backend == "keras":
-            separator = Separator("spleeter:2stems")
+            separator = Separator("spleeter:2stems", backend="keras")
             size, label = None, "keras (TF, fp32)"
         else:
             separator = Separator(str(args.out), backend=backend, quantization=quantize)

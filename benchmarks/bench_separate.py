@@ -1,15 +1,23 @@
-"""Whole-process wall time and peak RSS of `stemsep separate` vs the reference spleeter 2.4.2.
+"""Whole-process `stemsep separate` against the reference spleeter 2.4.2, and against its own U-Net.
 
 Same machine, same run, same inputs: the official example song and 180 s /
-600 s files made from it. Also the U-Net's achieved GFLOP/s against a numpy
-matmul on this machine. Prints a Markdown table.
+600 s files made from it, 2stems, with and without --mwf. Runs are paired
+and alternate (stemsep, spleeter, stemsep, ...) so that a busy moment of the
+machine hits both; each row gives medians over the pairs and the median of
+the per-pair ratios. The U-Net's own compute time for each input is measured
+in the same run (the engine alone on real segments, times the file's segment
+count), as is the machine's float32 matmul peak (numpy, with OpenBLAS's
+OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for that measurement only, and the
+kernel threadpoolctl names). Prints a Markdown table.
 
-usage: python benchmarks/bench_separate.py [--repeat N] [--lengths 180,600]
+usage: python benchmarks/bench_separate.py [--pairs N] [--lengths 180,600] [--no-mwf] [--no-reference]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import statistics
 import subprocess
@@ -23,12 +31,21 @@ import soundfile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 sys.path.insert(0, str(Path(__file__).parent))
 
 from timing import median_seconds  # noqa: E402
 
 from tests.reference import harness  # noqa: E402 - the reference venv and its FFmpeg
+
+MATMUL_PEAK = """
+import json, time, numpy as np, threadpoolctl
+a = np.random.default_rng(1).random((2048, 2048), dtype=np.float32)
+a @ a
+best = min((lambda s: (a @ a, time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(10))
+info = threadpoolctl.threadpool_info()
+kernel = ", ".join(f"{i['internal_api']} {i.get('architecture')} x{i['num_threads']}" for i in info if i["user_api"] == "blas")
+print(json.dumps({"gflops": 2 * 2048**3 / best / 1e9, "kernel": kernel}))
+"""
 
 
 def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -58,6 +75,14 @@ def make_inputs(example: Path, folder: Path, lengths: list[int]) -> dict[str, Pa
     return inputs
 
 
+def segments_of(path: Path, cfg) -> int:
+    """U-Net segments the pipeline runs for a file: T-frame chunks of its frames (4096 leading zeros, pad_end)."""
+    from stemsep.audio.decode import probe
+
+    samples = round((probe(path).duration or 0.0) * cfg.sample_rate)
+    return math.ceil(math.ceil((samples + cfg.frame_length) / cfg.frame_step) / cfg.T)
+
+
 def unet_flops(model) -> float:
     """Multiply-adds x 2 of every (transposed) convolution for one [1, T, F, 2] segment."""
     flops = 0.0
@@ -72,59 +97,93 @@ def unet_flops(model) -> float:
     return flops
 
 
-def compute_rates() -> tuple[float, float, float]:
-    """(U-Net ms per segment, U-Net GFLOP/s, numpy matmul GFLOP/s)."""
+def unet_seconds_per_segment(song: Path) -> tuple[float, float]:
+    """(median seconds per segment of the default engine on real segments of ``song``, FLOPs per segment)."""
+    from stemsep.audio.decode import read_audio
+    from stemsep.dsp.stft import periodic_hann, stft_frames
+    from stemsep.model.loader import build_keras, resolve_source
     from stemsep.separate import Separator
 
     separator = Separator("spleeter:2stems")
     cfg = separator.config
-    segment = np.random.default_rng(0).random((1, cfg.T, cfg.F, 2), dtype=np.float32)
-    per_segment = median_seconds(lambda: separator.model(segment), warmup=3, runs=10)
-    a = np.random.default_rng(1).random((2048, 2048), dtype=np.float32)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    matmul = 2 * 2048**3 * 10 / (time.perf_counter() - start) / 1e9
-    return per_segment * 1000, unet_flops(separator.model.build_keras()) / per_segment / 1e9, matmul
+    wave = read_audio(song, cfg.sample_rate)
+    chunk = (cfg.T - 1) * cfg.frame_step + cfg.frame_length
+    segments = []
+    for start in range(0, 4 * chunk, chunk):
+        spectrum = stft_frames(wave[start:], cfg.frame_length, cfg.frame_step, cfg.T, periodic_hann(cfg.frame_length))
+        segments.append(np.ascontiguousarray(np.abs(spectrum[:, :, : cfg.F]).transpose(1, 2, 0)[None]))
+    per_segment = median_seconds(lambda: [separator.model(s) for s in segments], warmup=1, runs=5) / len(segments)
+    return per_segment, unet_flops(build_keras(resolve_source("spleeter:2stems")))
+
+
+def matmul_peak() -> dict:
+    """numpy float32 matmul GFLOP/s and BLAS kernel, with OpenBLAS's core-type overrides unset for this command only."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    out = subprocess.run([sys.executable, "-c", MATMUL_PEAK], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--lengths", default="180,600")
+    parser.add_argument("--no-mwf", action="store_true", help="Skip the --mwf rows.")
+    parser.add_argument("--no-reference", action="store_true", help="stemsep only (no spleeter venv).")
     args = parser.parse_args()
 
     from stemsep.assets import example_song
+    from stemsep.config import load_preset
     from stemsep.model.provider import resolve_pretrained
 
     model_path = resolve_pretrained("2stems").parent
-    reference_bin = harness.reference_venv() / "bin" / "spleeter"
-    reference_env = harness.reference_env(model_path)
     ours_env = {**os.environ, "MODEL_PATH": str(model_path)}
     ours_bin = Path(sys.executable).with_name("stemsep")
+    reference_bin = reference_env = None
+    if not args.no_reference:
+        reference_bin = harness.reference_venv() / "bin" / "spleeter"
+        reference_env = harness.reference_env(model_path)
+    cfg = load_preset("2stems")
+    # The model's first use prepares it (once per machine): not what is measured.
+    subprocess.run([str(ours_bin), "separate", "-o", tempfile.mkdtemp(), str(example_song())], env=ours_env, check=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = make_inputs(example_song(), Path(tmp), [int(x) for x in args.lengths.split(",") if x])
-        for label, path in inputs.items():
-            results = {}
-            ours_cmd = [str(ours_bin), "separate", "-p", "spleeter:2stems", "-o", f"{tmp}/ours", "--overwrite", str(path)]
-            reference_cmd = [str(reference_bin), "separate", "-p", "spleeter:2stems", "-o", f"{tmp}/ref", str(path)]
-            for name, command, env in (("stemsep", ours_cmd, ours_env), ("spleeter 2.4.2", reference_cmd, reference_env)):
-                runs = [run_measured(command, env) for _ in range(args.repeat)]
-                results[name] = (statistics.median(w for w, _ in runs), max(m for _, m in runs))
-                print(f"{label:24} {name:15} wall {results[name][0]:6.1f} s  peak {results[name][1]:6.0f} MiB", file=sys.stderr)
-            rows.append((label, results["stemsep"], results["spleeter 2.4.2"]))
-    ms, unet_rate, matmul_rate = compute_rates()
+        per_segment, flops = unet_seconds_per_segment(inputs[list(inputs)[-1]])
+        peak = matmul_peak()
+        for mwf in (False,) if args.no_mwf else (False, True):
+            for label, path in inputs.items():
+                flag = ["--mwf"] if mwf else []
+                common = ["separate", "-p", "spleeter:2stems", *flag]
+                ours_cmd = [str(ours_bin), *common, "-o", f"{tmp}/ours", "--overwrite", str(path)]
+                ref_cmd = [str(reference_bin), *common, "-o", f"{tmp}/ref", str(path)]
+                pairs = []
+                for _ in range(args.pairs):
+                    ours = run_measured(ours_cmd, ours_env)
+                    reference = run_measured(ref_cmd, reference_env) if reference_bin else (math.nan, math.nan)
+                    pairs.append((ours, reference))
+                    print(f"{label:22} mwf={mwf!s:5} stemsep {ours[0]:5.1f} s  spleeter {reference[0]:5.1f} s", file=sys.stderr)
+                unet = segments_of(path, cfg) * per_segment
+                rows.append((label + (" --mwf" if mwf else ""), pairs, unet))
 
-    print(f"\n2stems on {os.cpu_count()} cores, median of {args.repeat} runs (wall) / max (peak RSS), whole process:\n")
-    print("| input | stemsep wall | spleeter wall | wall ratio | stemsep peak RSS | spleeter peak RSS | RSS ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, (ow, om), (rw, rm) in rows:
-        print(f"| {label} | {ow:.1f} s | {rw:.1f} s | {ow / rw:.2f} | {om:.0f} MiB | {rm:.0f} MiB | {om / rm:.2f} |")
+    print(f"\n2stems on {os.cpu_count()} cores, {args.pairs} alternating pairs of whole processes (medians; peak RSS: max):\n")
     print(
-        f"\nU-Net (2 instruments) per [1, 512, 1024, 2] segment: {ms:.0f} ms = {unet_rate:.0f} GFLOP/s; "
-        f"numpy float32 matmul 2048^3: {matmul_rate:.0f} GFLOP/s ({unet_rate / matmul_rate:.0%})."
+        "| input | stemsep wall | U-Net compute | wall / U-Net | spleeter wall | ratio to spleeter "
+        "| stemsep peak RSS | spleeter peak RSS |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, pairs, unet in rows:
+        ours_wall = statistics.median(o[0] for o, _ in pairs)
+        ref_wall = statistics.median(r[0] for _, r in pairs)
+        ratio = statistics.median(o[0] / r[0] for o, r in pairs)
+        print(
+            f"| {label} | {ours_wall:.2f} s | {unet:.2f} s | {ours_wall / unet:.2f} | {ref_wall:.1f} s | {ratio:.2f} "
+            f"| {max(o[1] for o, _ in pairs):.0f} MiB | {max(r[1] for _, r in pairs):.0f} MiB |"
+        )
+    rate = flops / per_segment / 1e9
+    print(
+        f"\nU-Net (2 instruments, default engine) per [1, 512, 1024, 2] segment of real music: {per_segment * 1000:.0f} ms "
+        f"= {rate:.0f} GFLOP/s; numpy float32 matmul 2048^3 peak: {peak['gflops']:.0f} GFLOP/s ({peak['kernel']}), "
+        f"U-Net at {rate / peak['gflops']:.0%} of it."
     )
 
 

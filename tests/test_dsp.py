@@ -51,3 +51,20 @@ def test_mask_extension_zeros_and_average():
     average = extend_band(mask, 5, "average", axis=1)
     np.testing.assert_allclose(average[:, 4], mask.mean(axis=1))
     assert extend_band(mask, 4, "average").shape == (2, 3, 4)  # default: the last axis
+
+
+def test_stereo_wiener_filter_equals_norbert():
+    import norbert
+
+    from stemsep.dsp.wiener import wiener_stfts
+
+    rng = np.random.default_rng(4)
+    frames, bins, band = 300, 257, 128
+    x = ((rng.normal(size=(frames, bins, 2)) + 1j * rng.normal(size=(frames, bins, 2))) * 30).astype(np.complex64)
+    estimates = [np.abs(rng.normal(size=(frames, band, 2)) * k).astype(np.float32) for k in (1, 3, 0.1)]
+    expected = norbert.wiener(np.stack([extend_band(e, bins, "zeros", axis=1) for e in estimates], axis=-1), x.copy())
+    ours = wiener_stfts(estimates, x)
+    for i, stem in enumerate(ours):
+        error = np.sum(np.abs(expected[..., i] - stem) ** 2) / np.sum(np.abs(expected[..., i]) ** 2)
+        assert 10 * np.log10(1 / error) > 100
+        assert np.all(stem[:, band:] == 0)

@@ -161,7 +161,7 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
     # Random weights saturate sigmoids, where the ratio masks divide tiny estimates by tiny sums:
     # this needs the exported sigmoid's relative precision far below -10 (ONNX Runtime's own
     # Sigmoid returns 0 below -18; stemsep exports 1 / (1 + exp(-x))).
-    keras_model = Separator(str(folder)).model
+    keras_model = Separator(str(folder), backend="keras").model
     padded = np.zeros((527_360, 2), np.float32)
     padded[4096 : 4096 + 400_000] = example_wave[:400_000]
     spectrum = stft_frames(padded, 4096, 1024, 512, periodic_hann(4096))

@@ -58,17 +58,15 @@ class MixtureAsEstimate:
 
 
 @pytest.mark.slow
-def test_five_minute_cpu_training_beats_the_mixture_by_3_db_on_held_out_tracks(synthetic, tmp_path):
+def test_550_cpu_training_steps_beat_the_mixture_by_3_db_on_held_out_tracks(synthetic, tmp_path):
     from stemsep.evaluate.aggregate import load_run
     from stemsep.evaluate.run import evaluate
     from stemsep.train.loop import TrainSettings, train
 
+    # How long this takes is measured by benchmarks/bench_train.py, not asserted here.
     config = small_config(synthetic, tmp_path / "model", train_max_steps=550)
-    started = time.perf_counter()
     result = train(TrainSettings(config, synthetic, export_savedmodel=False), report=print)
-    minutes = (time.perf_counter() - started) / 60
-    print(f"trained {result.last_step} steps in {minutes:.1f} min (spectrogram cache included)")
-    assert minutes <= 5.0
+    assert result.last_step == 550
 
     evaluate(str(tmp_path / "model"), synthetic, tmp_path / "eval", subset="test", workers=2)
     baseline = MixtureAsEstimate(("vocals", "drums", "bass", "other"), 44100)

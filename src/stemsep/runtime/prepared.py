@@ -53,11 +53,11 @@ def prepare(descriptor: str, model_dir: Path | None, backend: str) -> Path:
     folder = prepared_folder(descriptor, model_dir, backend)
     if is_prepared(folder, backend):
         return folder
-    print(
-        f"Preparing {descriptor} for {RUNTIME_NAMES[backend]} (once per model, about a minute; TensorFlow is loaded for it).",
-        file=sys.stderr,
-        flush=True,
-    )
+    if sys.stderr.isatty():  # like the download progress bar: for a person, not for a log
+        runtime = RUNTIME_NAMES[backend]
+        print(
+            f"Preparing {descriptor} for {runtime}, once per model (about a minute; TensorFlow loads for it)...", file=sys.stderr
+        )
     staging = _staging_folder(folder)
     from stemsep.export.build import export_model
 

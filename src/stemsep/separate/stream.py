@@ -125,7 +125,7 @@ class _Reconstruction:
         if self.mwf:
             from stemsep.dsp.wiener import wiener_stfts
 
-            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(estimates, stft.transpose(1, 2, 0))]
+            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(estimates, stft.transpose(1, 2, 0), self.pool)]
             return list(self.pool.map(lambda i: self.overlap_adds[i].push(stfts[i]), range(len(stfts))))
         masks = ratio_masks(estimates, self.cfg.separation_exponent)
 

@@ -1,0 +1,96 @@
+"""Engines: a prepared model separates without TensorFlow, with the stems of the TensorFlow path."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from stemsep.errors import StemsepError
+from stemsep.separate import Separator
+from tests.helpers import snr_db
+
+# Separates a wav with the default engine while any import of TensorFlow or Keras raises,
+# and saves the stems; prints the heavy modules that did get imported.
+WITHOUT_TENSORFLOW = """
+import sys
+
+class NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, NoTensorFlow())
+import numpy as np
+import soundfile
+from stemsep.separate import Separator
+
+wave, rate = soundfile.read(sys.argv[1], dtype="float32")
+separator = Separator("spleeter:2stems", model_dir=sys.argv[3], mwf=sys.argv[4] == "mwf")
+np.savez(sys.argv[2], **separator.separate(wave, rate))
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "scipy")))
+"""
+
+
+@pytest.fixture(scope="module")
+def example_wav(example_wave, tmp_path_factory):
+    import soundfile
+
+    path = tmp_path_factory.mktemp("wav") / "example.wav"
+    soundfile.write(path, example_wave, 44100, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("mwf", [False, True])
+def test_prepared_model_separates_with_tensorflow_blocked(mwf, tmp_path, example_wav, example_wave, official_2stems):
+    Separator("spleeter:2stems", model_dir=official_2stems.parent)  # prepares it, if not done yet
+    out = tmp_path / "stems.npz"
+    args = [str(example_wav), str(out), str(official_2stems.parent), "mwf" if mwf else "masks"]
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    imported = result.stdout.strip().splitlines()[-1]
+    assert "tensorflow" not in imported and "keras" not in imported
+    assert "scipy" not in imported  # ~0.45 s of start-up that separation does not need
+    keras = Separator("spleeter:2stems", model_dir=official_2stems.parent, backend="keras", mwf=mwf)
+    expected = keras.separate(example_wave, 44100)
+    stems = np.load(out)
+    report = {name: round(snr_db(expected[name], stems[name]), 1) for name in expected}
+    print(f"prepared ONNX vs Keras, mwf={mwf} (dB):", report)
+    assert min(report.values()) >= 100.0, report
+
+
+def test_prepared_model_is_made_once_and_reused(official_2stems):
+    from stemsep.runtime.prepared import prepared_folder
+
+    Separator("spleeter:2stems", model_dir=official_2stems.parent)
+    folder = prepared_folder("spleeter:2stems", official_2stems.parent, "onnx")
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["2stems-spectrogram-fp32.onnx", "2stems-spectrogram-fp32.onnx.json", "2stems-spectrogram-fp32.weights"]
+    stamp = (folder / files[0]).stat().st_mtime_ns
+    Separator("spleeter:2stems", model_dir=official_2stems.parent)
+    assert (folder / files[0]).stat().st_mtime_ns == stamp
+
+
+def test_unwritable_cache_prepares_a_temporary_copy(tmp_path, official_2stems, example_wave, capfd):
+    cache = tmp_path / "cache-file"
+    cache.write_text("not a folder")
+    previous = os.environ.get("STEMSEP_CACHE")
+    os.environ["STEMSEP_CACHE"] = str(cache)
+    try:
+        separator = Separator("spleeter:2stems", model_dir=official_2stems.parent)
+        stems = separator.separate(example_wave[:100_000], 44100)
+    finally:
+        if previous is None:
+            del os.environ["STEMSEP_CACHE"]
+        else:
+            os.environ["STEMSEP_CACHE"] = previous
+    assert stems["vocals"].shape == (100_000, 2)
+    assert "is not writable" in capfd.readouterr().err
+
+
+def test_unknown_backend_and_misplaced_quantization_are_one_sentence(official_2stems):
+    with pytest.raises(StemsepError, match=r"^Unknown backend 'bogus'; choose onnx, litert, keras\.$"):
+        Separator("spleeter:2stems", backend="bogus")
+    with pytest.raises(StemsepError, match="picks a file of a folder made by `stemsep export`"):
+        Separator("spleeter:2stems", model_dir=official_2stems.parent, quantization="fp16")
