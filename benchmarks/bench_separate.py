@@ -97,6 +97,15 @@ def unet_flops(model) -> float:
     return flops
 
 
+UNET_RATE = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from bench_separate import unet_seconds_per_segment
+from pathlib import Path
+print(json.dumps(unet_seconds_per_segment(Path(sys.argv[1]))))
+"""
+
+
 def unet_seconds_per_segment(song: Path) -> tuple[float, float]:
     """(median seconds per segment of the default engine on real segments of ``song``, FLOPs per segment)."""
     from stemsep.audio.decode import read_audio
@@ -114,6 +123,15 @@ def unet_seconds_per_segment(song: Path) -> tuple[float, float]:
         segments.append(np.ascontiguousarray(np.abs(spectrum[:, :, : cfg.F]).transpose(1, 2, 0)[None]))
     per_segment = median_seconds(lambda: [separator.model(s) for s in segments], warmup=1, runs=5) / len(segments)
     return per_segment, unet_flops(build_keras(resolve_source("spleeter:2stems")))
+
+
+def unet_rate_in_subprocess(song: Path) -> tuple[float, float]:
+    """The same, in a process of its own: this one stays small (a child's peak RSS starts from its parent's)."""
+    out = subprocess.run(
+        [sys.executable, "-c", UNET_RATE, str(song), str(Path(__file__).parent)], capture_output=True, text=True, check=True
+    )
+    per_segment, flops = json.loads(out.stdout.strip().splitlines()[-1])
+    return per_segment, flops
 
 
 def matmul_peak() -> dict:
@@ -144,11 +162,12 @@ def main() -> None:
         reference_env = harness.reference_env(model_path)
     cfg = load_preset("2stems")
     # The model's first use prepares it (once per machine): not what is measured.
-    subprocess.run([str(ours_bin), "separate", "-o", tempfile.mkdtemp(), str(example_song())], env=ours_env, check=True)
+    prepare = [str(ours_bin), "separate", "-o", tempfile.mkdtemp(), str(example_song())]
+    subprocess.run(prepare, env=ours_env, check=True, stdout=subprocess.DEVNULL)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = make_inputs(example_song(), Path(tmp), [int(x) for x in args.lengths.split(",") if x])
-        per_segment, flops = unet_seconds_per_segment(inputs[list(inputs)[-1]])
+        per_segment, flops = unet_rate_in_subprocess(inputs[list(inputs)[-1]])
         peak = matmul_peak()
         for mwf in (False,) if args.no_mwf else (False, True):
             for label, path in inputs.items():
@@ -159,7 +178,12 @@ def main() -> None:
                 pairs = []
                 for _ in range(args.pairs):
                     ours = run_measured(ours_cmd, ours_env)
-                    reference = run_measured(ref_cmd, reference_env) if reference_bin else (math.nan, math.nan)
+                    reference = (math.nan, math.nan)
+                    if reference_bin:
+                        try:
+                            reference = run_measured(ref_cmd, reference_env)
+                        except RuntimeError as error:  # e.g. killed for memory: the row says so
+                            print(f"spleeter failed: {str(error)[-300:]}", file=sys.stderr)
                     pairs.append((ours, reference))
                     print(f"{label:22} mwf={mwf!s:5} stemsep {ours[0]:5.1f} s  spleeter {reference[0]:5.1f} s", file=sys.stderr)
                 unet = segments_of(path, cfg) * per_segment

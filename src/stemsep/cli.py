@@ -107,9 +107,9 @@ def separate(
 def _separate_one(separator, path: Path, output_path: Path, codec, bitrate, filename_format, offset, duration, overwrite) -> dict:
     from stemsep.audio.decode import probe
 
-    total = duration if duration is not None else max((probe(path).duration or 0.0) - offset, 0.0)
     if not sys.stderr.isatty():
         return separator.separate_to_file(path, output_path, codec, bitrate, filename_format, offset, duration, overwrite)
+    total = duration if duration is not None else max((probe(path).duration or 0.0) - offset, 0.0)
     from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
     columns = (
