@@ -60,18 +60,20 @@ def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float]
     return wall, usage.ru_maxrss / 1024
 
 
-def make_inputs(example: Path, folder: Path, lengths: list[int]) -> dict[str, Path]:
+def make_inputs(example: str, folder: str, lengths: str) -> dict[str, str]:
+    """The example and files of ``lengths`` ("180,600") seconds made from it; {label: path}."""
     from stemsep.audio.decode import stream_audio
 
-    song = np.concatenate(list(stream_audio(example, 44100)))
+    song = np.concatenate(list(stream_audio(Path(example), 44100)))
     inputs = {f"example ({song.shape[0] / 44100:.1f} s mp3)": example}
-    for seconds in lengths:
+    folder = Path(folder)
+    for seconds in [int(x) for x in lengths.split(",") if x]:
         path = folder / f"song_{seconds}s.wav"
         reps = -(-seconds * 44100 // song.shape[0])
         # Alternate forward and reversed copies so no two chunks are identical.
         tiled = np.concatenate([song if k % 2 == 0 else song[::-1] for k in range(reps)])[: seconds * 44100]
         soundfile.write(path, tiled, 44100, subtype="PCM_16")
-        inputs[f"{seconds} s wav"] = path
+        inputs[f"{seconds} s wav"] = str(path)
     return inputs
 
 
@@ -97,16 +99,25 @@ def unet_flops(model) -> float:
     return flops
 
 
-UNET_RATE = """
+IN_SUBPROCESS = """
 import json, sys
-sys.path.insert(0, sys.argv[2])
-from bench_separate import unet_seconds_per_segment
-from pathlib import Path
-print(json.dumps(unet_seconds_per_segment(Path(sys.argv[1]))))
+sys.path.insert(0, sys.argv[1])
+import bench_separate
+print(json.dumps(getattr(bench_separate, sys.argv[2])(*json.loads(sys.argv[3]))))
 """
 
 
-def unet_seconds_per_segment(song: Path) -> tuple[float, float]:
+def in_subprocess(function: str, *args):
+    """``function(*args)`` of this module in a process of its own, so that this one stays small: a child's
+    peak RSS (what the table reports) starts from its parent's."""
+    command = [sys.executable, "-c", IN_SUBPROCESS, str(Path(__file__).parent), function, json.dumps([str(a) for a in args])]
+    out = subprocess.run(command, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{function} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def unet_seconds_per_segment(song: str) -> tuple[float, float]:
     """(median seconds per segment of the default engine on real segments of ``song``, FLOPs per segment)."""
     from stemsep.audio.decode import read_audio
     from stemsep.dsp.stft import periodic_hann, stft_frames
@@ -115,23 +126,15 @@ def unet_seconds_per_segment(song: Path) -> tuple[float, float]:
 
     separator = Separator("spleeter:2stems")
     cfg = separator.config
-    wave = read_audio(song, cfg.sample_rate)
+    wave = read_audio(Path(song), cfg.sample_rate)
     chunk = (cfg.T - 1) * cfg.frame_step + cfg.frame_length
     segments = []
-    for start in range(0, 4 * chunk, chunk):
+    wave = np.concatenate([wave, np.zeros((max(chunk - wave.shape[0], 0), 2), np.float32)])
+    for start in range(0, min(4, wave.shape[0] // chunk) * chunk, chunk):
         spectrum = stft_frames(wave[start:], cfg.frame_length, cfg.frame_step, cfg.T, periodic_hann(cfg.frame_length))
         segments.append(np.ascontiguousarray(np.abs(spectrum[:, :, : cfg.F]).transpose(1, 2, 0)[None]))
     per_segment = median_seconds(lambda: [separator.model(s) for s in segments], warmup=1, runs=5) / len(segments)
     return per_segment, unet_flops(build_keras(resolve_source("spleeter:2stems")))
-
-
-def unet_rate_in_subprocess(song: Path) -> tuple[float, float]:
-    """The same, in a process of its own: this one stays small (a child's peak RSS starts from its parent's)."""
-    out = subprocess.run(
-        [sys.executable, "-c", UNET_RATE, str(song), str(Path(__file__).parent)], capture_output=True, text=True, check=True
-    )
-    per_segment, flops = json.loads(out.stdout.strip().splitlines()[-1])
-    return per_segment, flops
 
 
 def matmul_peak() -> dict:
@@ -166,8 +169,8 @@ def main() -> None:
     subprocess.run(prepare, env=ours_env, check=True, stdout=subprocess.DEVNULL)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = make_inputs(example_song(), Path(tmp), [int(x) for x in args.lengths.split(",") if x])
-        per_segment, flops = unet_rate_in_subprocess(inputs[list(inputs)[-1]])
+        inputs = {label: Path(p) for label, p in in_subprocess("make_inputs", example_song(), tmp, args.lengths).items()}
+        per_segment, flops = in_subprocess("unet_seconds_per_segment", inputs[list(inputs)[-1]])
         peak = matmul_peak()
         for mwf in (False,) if args.no_mwf else (False, True):
             for label, path in inputs.items():
