@@ -1,6 +1,5 @@
 """Engines: a prepared model separates without TensorFlow, with the stems of the TensorFlow path."""
 
-import os
 import subprocess
 import sys
 
@@ -61,7 +60,7 @@ def test_prepared_model_separates_with_tensorflow_blocked(mwf, tmp_path, example
 
 
 def test_prepared_model_is_made_once_and_reused(official_2stems):
-    from stemsep.runtime.prepared import prepared_folder
+    from stemsep.separate.prepared import prepared_folder
 
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
     folder = prepared_folder("spleeter:2stems", official_2stems.parent, "onnx")
@@ -72,20 +71,22 @@ def test_prepared_model_is_made_once_and_reused(official_2stems):
     assert (folder / files[0]).stat().st_mtime_ns == stamp
 
 
-def test_unwritable_cache_prepares_a_temporary_copy(tmp_path, official_2stems, example_wave, capfd):
+def test_unwritable_cache_prepares_a_temporary_copy(tmp_path, capfd, monkeypatch):
+    import json
+
+    from stemsep.config import ModelConfig, load_preset
+    from stemsep.model.unet import build_unet_model
+
+    # A small one-instrument model keeps the conversion short.
+    raw = dict(load_preset("2stems").raw, instrument_list=["vocals"], T=64, F=256)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    build_unet_model(ModelConfig.from_dict(raw)).save_weights(tmp_path / "model.weights.h5")
     cache = tmp_path / "cache-file"
     cache.write_text("not a folder")
-    previous = os.environ.get("STEMSEP_CACHE")
-    os.environ["STEMSEP_CACHE"] = str(cache)
-    try:
-        separator = Separator("spleeter:2stems", model_dir=official_2stems.parent)
-        stems = separator.separate(example_wave[:100_000], 44100)
-    finally:
-        if previous is None:
-            del os.environ["STEMSEP_CACHE"]
-        else:
-            os.environ["STEMSEP_CACHE"] = previous
-    assert stems["vocals"].shape == (100_000, 2)
+    monkeypatch.setenv("STEMSEP_CACHE", str(cache))
+    wave = 0.1 * np.random.default_rng(0).standard_normal((44100, 2)).astype(np.float32)
+    stems = Separator(str(tmp_path)).separate(wave, 44100)
+    assert stems["vocals"].shape == (44100, 2)
     assert "is not writable" in capfd.readouterr().err
 
 

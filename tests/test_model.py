@@ -55,7 +55,7 @@ def test_every_official_variable_is_mapped(official_2stems):
     assert all(np.all(variables[n] == 1) for n in variables if n.endswith("moving_variance"))
 
 
-def test_imported_weights_reproduce_checkpoint_values(official_2stems, separator_2stems):
+def test_imported_weights_reproduce_checkpoint_values(official_2stems):
     variables = read_checkpoint(checkpoint_prefix(official_2stems))
     layer = build_keras(resolve_source("spleeter:2stems", official_2stems.parent)).get_layer("accompaniment_deconv3")
     np.testing.assert_array_equal(layer.get_weights()[0], variables["conv2d_transpose_8/kernel"])
@@ -91,7 +91,7 @@ def test_unknown_descriptor_is_reported(tmp_path):
         resolve_source(str(tmp_path))
 
 
-def test_a_model_folder_with_keras_weights_loads_like_the_preset(tmp_path, official_2stems, separator_2stems, example_wave):
+def test_a_model_folder_with_keras_weights_loads_like_the_preset(tmp_path, official_2stems, example_wave):
     """`-p folder` (config.json + model.weights.h5, what stemsep training writes) gives the preset's stems."""
     import json
 
@@ -101,8 +101,10 @@ def test_a_model_folder_with_keras_weights_loads_like_the_preset(tmp_path, offic
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(load_preset("2stems").raw))
     build_keras(resolve_source("spleeter:2stems", official_2stems.parent)).save_weights(folder / "model.weights.h5")
-    ours = Separator(str(folder)).separate(example_wave[:200_000], 44100)
-    preset = separator_2stems.separate(example_wave[:200_000], 44100)
+    ours = Separator(str(folder), backend="keras").separate(example_wave[:200_000], 44100)
+    preset = Separator("spleeter:2stems", model_dir=official_2stems.parent, backend="keras").separate(
+        example_wave[:200_000], 44100
+    )
     for name in ("vocals", "accompaniment"):
         np.testing.assert_allclose(ours[name], preset[name], atol=1e-5)
 

@@ -84,6 +84,8 @@ def separate(
     except StemsepError as error:
         _err(str(error))
         raise typer.Exit(1) from None
+    # After the model is loaded (or prepared: TensorFlow's conversion spent twice the system time with it).
+    _return_large_buffers_to_the_os()
     failures: list[tuple[Path, str]] = []
     for path in files:
         try:
@@ -390,7 +392,6 @@ def _return_large_buffers_to_the_os() -> None:
 
 
 def main() -> None:
-    _return_large_buffers_to_the_os()
     try:
         app()
     except KeyboardInterrupt:

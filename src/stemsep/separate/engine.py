@@ -6,7 +6,7 @@ does everything else. Engines, by ``--backend``:
 
 - ``onnx`` (default) and ``litert``: ONNX Runtime or LiteRT, without
   TensorFlow. ``-p`` a preset, config or model folder: its first use converts
-  the model once and caches the result (``runtime.prepared``); ``-p`` a
+  the model once and caches the result (``separate.prepared``); ``-p`` a
   folder made by ``stemsep export``: its files as they are.
 - ``keras``: the Keras U-Net as a compiled TensorFlow graph (``model.loader``).
 """
@@ -59,6 +59,6 @@ def load_engine(
         from stemsep.model.loader import load_model
 
         return load_model(model, model_dir)
-    from stemsep.runtime.prepared import prepare
+    from stemsep.separate.prepared import prepare
 
     return load_exported(prepare(model, model_dir, backend), backend, None, threads)
