@@ -59,9 +59,14 @@ def prepare(descriptor: str, model_dir: Path | None, backend: str) -> Path:
             f"Preparing {descriptor} for {runtime}, once per model (about a minute; TensorFlow loads for it)...", file=sys.stderr
         )
     staging = _staging_folder(folder)
-    from stemsep.export.build import export_model
-
     try:
+        try:
+            from stemsep.export.build import export_model
+        except StemsepError:  # an installation without TensorFlow
+            raise StemsepError(
+                f"{descriptor} is not prepared for {RUNTIME_NAMES[backend]} yet, which needs TensorFlow: install stemsep "
+                "with its dependencies, or pass -p a folder made by `stemsep export`."
+            ) from None
         export_model(descriptor, FORMATS[backend], staging, per_instrument=False, model_dir=model_dir)
         if backend == "onnx":
             optimize_for_onnxruntime(select(staging, "onnx", None).path)
