@@ -63,8 +63,9 @@ def _bad_files(tmp_path, example_mp3):
     files = {}
     files["missing"] = (tmp_path / "nope.mp3", "does not exist")
     folder = tmp_path / "folder.wav"
-    folder.mkdir()
-    files["folder"] = (folder, "is a folder")
+    (folder / "sub").mkdir(parents=True)
+    (folder / "cover.jpg").write_bytes(b"\xff\xd8")
+    files["folder"] = (folder, "holds no audio files (--recursive also searches its subfolders).")
     text = tmp_path / "notes.mp3"
     text.write_text("this is not audio\n" * 50)
     files["not audio"] = (text, "not an audio file")
@@ -77,7 +78,6 @@ def _bad_files(tmp_path, example_mp3):
         w.setsampwidth(2)
         w.setframerate(44100)
     files["zero-length"] = (empty, "no audio samples")
-    files["silent"] = (write_audio(tmp_path / "silent.wav", np.zeros((44100, 2), np.float32), 44100), "is silent")
     return files
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,93 +25,189 @@ app = typer.Typer(
 )
 
 
-BACKEND_HELP = (
-    "onnx or litert: no TensorFlow (a model's first use converts it once, or -p a folder made by `stemsep export`); "
-    "keras: TensorFlow."
-)
+# Options several commands share, declared once (as Spleeter's options.py does).
+ParamsOption = Annotated[
+    str,
+    typer.Option(
+        "-p",
+        "--params_filename",
+        "--params-filename",
+        help="spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder.",
+    ),
+]
+OutputOption = Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")]
+ModelDirOption = Annotated[
+    Path | None,
+    typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False),
+]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="onnx or litert: no TensorFlow (a model's first use converts it once, or -p a folder made by `stemsep export`); "
+        "keras: TensorFlow.",
+    ),
+]
+QuantizationOption = Annotated[
+    str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
+]
+MwfOption = Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering instead of ratio masks.")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Processes [default: one per core].", show_default=False)]
 
 
 def _err(message: str) -> None:
     typer.echo(f"Error: {message}", err=True)
 
 
+def _stems_list(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 @app.command()
 def separate(
-    files: Annotated[list[Path], typer.Argument(help="Audio files to separate (any format FFmpeg reads).", show_default=False)],
-    params_filename: Annotated[
-        str,
-        typer.Option(
-            "-p",
-            "--params_filename",
-            "--params-filename",
-            help="spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder.",
-        ),
-    ] = "spleeter:2stems",
-    output_path: Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")] = Path(
-        "separated_audio"
-    ),
-    codec: Annotated[str, typer.Option("-c", "--codec", help="wav, flac, mp3, m4a, ogg, opus or wma.")] = "wav",
+    files: Annotated[
+        list[str],
+        typer.Argument(help="Audio files or folders (any format FFmpeg reads); - reads standard input.", show_default=False),
+    ],
+    params_filename: ParamsOption = "spleeter:2stems",
+    output_path: OutputOption = Path("separated_audio"),
+    codec: Annotated[
+        str, typer.Option("-c", "--codec", help="wav, flac, mp3, m4a, ogg, opus, wma or stem.mp4 (NI Stems).")
+    ] = "wav",
     bitrate: Annotated[str, typer.Option("-b", "--bitrate", help="Bitrate of lossy codecs.")] = "128k",
     filename_format: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "-f", "--filename_format", "--filename-format", help="Placeholders: {filename} {foldername} {instrument} {codec}."
+            "-f",
+            "--filename_format",
+            "--filename-format",
+            help="Placeholders: {filename} {foldername} {instrument} {codec} "
+            "[default: {filename}/{instrument}.{codec}; stem.mp4: {filename}.{codec}].",
+            show_default=False,
         ),
-    ] = "{filename}/{instrument}.{codec}",
+    ] = None,
     offset: Annotated[float, typer.Option("-s", "--offset", help="Start offset in seconds.")] = 0.0,
     duration: Annotated[
         float | None, typer.Option("-d", "--duration", help="Seconds to process (default: the whole file).", show_default=False)
     ] = None,
-    mwf: Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering instead of ratio masks.")] = False,
-    model_dir: Annotated[
-        Path | None,
-        typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False),
-    ] = None,
+    mwf: MwfOption = False,
+    model_dir: ModelDirOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist.")] = False,
-    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "onnx",
-    quantization: Annotated[
-        str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip songs whose stems all exist (a re-run finishes a batch).")
+    ] = False,
+    stems: Annotated[
+        str | None, typer.Option("--stems", help="Write only these instruments, e.g. vocals,drums.", show_default=False)
     ] = None,
+    two_stems: Annotated[
+        str | None,
+        typer.Option("--two-stems", help="Write INSTRUMENT and no_INSTRUMENT (the sum of the others).", show_default=False),
+    ] = None,
+    bits: Annotated[
+        str | None,
+        typer.Option("--bits", help="wav/flac: 16 (default), 24 or 32f; stem.mp4: 16 or 24 (ALAC).", show_default=False),
+    ] = None,
+    clip: Annotated[
+        str, typer.Option("--clip", help="Samples beyond full scale: clamp (counted), rescale (the whole stem) or none.")
+    ] = "clamp",
+    keep_channels: Annotated[
+        bool, typer.Option("--keep-channels", help="Mono input gives mono stems (default: stereo).")
+    ] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also separate the audio in subfolders.")] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="{filename} for standard input [default: stdin].", show_default=False)
+    ] = None,
+    backend: BackendOption = "onnx",
+    quantization: QuantizationOption = None,
 ) -> None:
-    """Separate audio files into one file per instrument."""
+    """Separate audio files (or every audio file in folders) into one file per instrument."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from stemsep.audio.encode import parse_bitrate, resolve_codec
-    from stemsep.separate import Separator
+    from stemsep.separate.batch import collect_inputs
+    from stemsep.separate.output import OutputOptions, check_time_window
 
-    try:
-        resolve_codec(codec)
-        parse_bitrate(bitrate)
+    try:  # every argument is checked before a model is loaded
+        output = OutputOptions(
+            codec, bitrate, filename_format, bits, clip, _stems_list(stems), two_stems, keep_channels, overwrite, skip_existing
+        )
+        check_time_window(offset, duration)
+        inputs = collect_inputs(files, recursive)
+        if name is not None and not inputs.from_stdin:
+            raise StemsepError("--name names standard input (-); other files keep their own names.")
+        from stemsep.separate import Separator
+        from stemsep.separate.batch import plan_outputs
+
         separator = Separator(params_filename, mwf=mwf, model_dir=model_dir, backend=backend, quantization=quantization)
+        stdin_name = (name or "stdin") if inputs.from_stdin else None
+        plan_outputs(separator, inputs.songs, output_path, output, stdin_name)
     except StemsepError as error:
         _err(str(error))
         raise typer.Exit(1) from None
     # After the model is loaded (or prepared: TensorFlow's conversion spent twice the system time with it).
     _return_large_buffers_to_the_os()
-    failures: list[tuple[Path, str]] = []
-    for path in files:
+    if inputs.from_stdin:
+        _separate_stdin(separator, output_path, output, offset, duration, stdin_name)
+    else:
+        _separate_batch(separator, inputs, output_path, output, offset, duration)
+
+
+def _separate_stdin(separator, output_path: Path, output, offset: float, duration: float | None, name: str) -> None:
+    from stemsep.separate.batch import stdin_as_file
+
+    try:
+        with stdin_as_file() as path:
+            result = separator.separate_to_file(path, output_path, output, offset, duration, name=name)
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    _report("stdin", result)
+
+
+def _separate_batch(separator, inputs, output_path: Path, output, offset: float, duration: float | None) -> None:
+    from stemsep.errors import describe
+
+    failures: list[tuple[Path, str]] = list(inputs.problems)
+    for _, reason in failures:
+        _err(reason)
+    total = len(inputs.songs) + len(inputs.problems)
+    skipped = 0
+    for path in inputs.songs:
         try:
-            written = _separate_one(separator, path, output_path, codec, bitrate, filename_format, offset, duration, overwrite)
-        except StemsepError as error:
-            failures.append((path, str(error)))
-            _err(str(error))
-            continue
+            result = _separate_one(separator, path, output_path, output, offset, duration)
         except Exception as error:
-            failures.append((path, f"unexpected {type(error).__name__}: {error}"))
-            _err(f"{path}: unexpected {type(error).__name__}: {error}")
+            reason = describe(error) if isinstance(error, StemsepError) else f"unexpected {describe(error)}"
+            failures.append((path, reason))
+            _err(reason if isinstance(error, StemsepError) else f"{path}: {reason}")
             continue
-        typer.echo(f"{path} -> {', '.join(str(p) for p in written.values())}")
+        skipped += result.skipped
+        _report(str(path), result)
+    if total > 1 or inputs.skipped_non_audio:
+        done = total - len(failures) - skipped
+        parts = [f"{done} separated", f"{skipped} skipped (stems exist)" if skipped else "", f"{len(failures)} failed"]
+        if inputs.skipped_non_audio:
+            parts.append(f"{inputs.skipped_non_audio} non-audio file(s) ignored")
+        typer.echo(f"{total} input(s): " + ", ".join(p for p in parts if p) + ".", err=True)
     if failures:
-        typer.echo(f"{len(failures)} of {len(files)} file(s) failed:", err=True)
-        for path, reason in failures:
-            typer.echo(f"  {path}: {reason}", err=True)
+        if total > 1:  # a single input's error was printed already
+            typer.echo(f"{len(failures)} of {total} file(s) failed:", err=True)
+            for path, reason in failures:
+                typer.echo(f"  {path}: {reason}", err=True)
         raise typer.Exit(1)
 
 
-def _separate_one(separator, path: Path, output_path: Path, codec, bitrate, filename_format, offset, duration, overwrite) -> dict:
+def _report(label: str, result) -> None:
+    if result.skipped:
+        typer.echo(f"{label}: skipped, its stems exist")
+        return
+    typer.echo(f"{label} -> {', '.join(str(p) for p in result.paths.values())}")
+    for note in result.notes:
+        typer.echo(f"Note: {label}: {note}", err=True)
+
+
+def _separate_one(separator, path: Path, output_path: Path, output, offset: float, duration: float | None):
     from stemsep.audio.decode import probe
 
     if not sys.stderr.isatty():
-        return separator.separate_to_file(path, output_path, codec, bitrate, filename_format, offset, duration, overwrite)
+        return separator.separate_to_file(path, output_path, output, offset, duration)
     total = duration if duration is not None else max((probe(path).duration or 0.0) - offset, 0.0)
     from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
@@ -126,26 +223,21 @@ def _separate_one(separator, path: Path, output_path: Path, codec, bitrate, file
         return separator.separate_to_file(
             path,
             output_path,
-            codec,
-            bitrate,
-            filename_format,
+            output,
             offset,
             duration,
-            overwrite,
             progress=lambda seconds: progress.update(task, completed=min(seconds, total) if total else seconds),
         )
 
 
 @app.command()
 def export(
-    params_filename: Annotated[
-        str, typer.Option("-p", "--params_filename", "--params-filename", help="spleeter:Nstems, a config or a model folder.")
-    ] = "spleeter:2stems",
+    params_filename: ParamsOption = "spleeter:2stems",
     fmt: Annotated[str, typer.Option("--format", help="tflite, onnx or savedmodel.")] = "tflite",
     quantize: Annotated[str, typer.Option("--quantize", help="none, fp16, int8 (weight-only) or int8-dynamic.")] = "none",
     kind: Annotated[str, typer.Option("--kind", help="spectrogram (U-Nets) or waveform (end to end).")] = "spectrogram",
-    output_path: Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")] = Path("exported"),
-    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Like $MODEL_PATH.", show_default=False)] = None,
+    output_path: OutputOption = Path("exported"),
+    model_dir: ModelDirOption = None,
 ) -> None:
     """Export a model to TFLite (builtins only), ONNX or SavedModel, verified against Keras."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -169,9 +261,7 @@ def evaluate(
     runs: Annotated[
         list[Path] | None, typer.Argument(help="With --compare: evaluation folders to put side by side.", show_default=False)
     ] = None,
-    params_filename: Annotated[
-        str, typer.Option("-p", "--params_filename", "--params-filename", help="spleeter:Nstems, a config or a model folder.")
-    ] = "spleeter:4stems",
+    params_filename: ParamsOption = "spleeter:4stems",
     mus_dir: Annotated[
         Path | None,
         typer.Option(
@@ -185,16 +275,11 @@ def evaluate(
             "-o", "--output_path", "--output-path", help="Output folder [default: evaluation, or comparison].", show_default=False
         ),
     ] = None,
-    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "onnx",
-    quantization: Annotated[
-        str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
-    ] = None,
-    mwf: Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering.")] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", help="Scoring processes (default: one per core and 8 GB of RAM).", show_default=False),
-    ] = None,
-    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Like $MODEL_PATH.", show_default=False)] = None,
+    backend: BackendOption = "onnx",
+    quantization: QuantizationOption = None,
+    mwf: MwfOption = False,
+    workers: WorkersOption = None,
+    model_dir: ModelDirOption = None,
     compare: Annotated[bool, typer.Option("--compare", help="Compare finished evaluation folders instead.")] = False,
 ) -> None:
     """Score a model with museval (BSSEval v4) on MUSDB18-shaped data, or --compare finished runs."""
@@ -263,7 +348,7 @@ def dataset_prepare(
     musdb_root: Annotated[Path, typer.Argument(help="MUSDB18 (train/, test/ of .stem.mp4) or MUSDB18-HQ folder.")],
     output_path: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder [default: MUSDB_ROOT].")] = None,
     small: Annotated[int | None, typer.Option("--small", help="Also write *_small.csv with N tracks.")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Decoding processes [default: one per core].")] = None,
+    workers: WorkersOption = None,
 ) -> None:
     """Decode and check every track, write per-track wavs and train/validation/test CSVs."""
     from stemsep.data.prepare import prepare
@@ -341,7 +426,7 @@ def train(
 
 @app.command()
 def models(
-    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="Also look in this folder.", show_default=False)] = None,
+    model_dir: ModelDirOption = None,
 ) -> None:
     """List the pretrained presets and where each one is available."""
     from stemsep.config import PRESETS, load_preset
@@ -391,7 +476,12 @@ def _return_large_buffers_to_the_os() -> None:
             ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 1024 * 1024)
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(143)  # unwinds like Ctrl-C: every open stem writer removes its .partial file
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except KeyboardInterrupt:

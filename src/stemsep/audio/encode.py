@@ -10,15 +10,20 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import soxr
 
 from stemsep.errors import StemsepError
 from stemsep.files import current_umask
+
+NI_STEMS = "stem.mp4"  # Native Instruments Stems: one file per song (audio.ni_stems)
+STALE_PARTIAL_S = 24 * 3600  # a .partial of ours this old was left by a killed run
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,14 @@ class Codec:
     encoder: str
     rate: int | None = None  # forced encoder rate (Opus runs at 48 kHz)
     lossy: bool = True
+
+    def encoder_for(self, bits: str | None) -> tuple[str, str | None]:
+        """(FFmpeg encoder, sample format) for ``--bits`` (16, 24, 32f; None: the codec's default)."""
+        if self.name == "wav" and bits:
+            return {"16": ("pcm_s16le", None), "24": ("pcm_s24le", None), "32f": ("pcm_f32le", None)}[bits]
+        if self.name == "flac" and bits == "24":
+            return "flac", "s32"  # FFmpeg's FLAC encoder writes 24-bit samples from s32
+        return self.encoder, None
 
 
 CODECS: dict[str, Codec] = {
@@ -40,6 +53,7 @@ CODECS: dict[str, Codec] = {
         Codec("ogg", "soundfile", "vorbis"),
         Codec("opus", "ogg", "libopus", rate=48000),
         Codec("wma", "asf", "wmav2"),
+        Codec(NI_STEMS, "mp4", "aac"),  # --bits 16|24: ALAC instead
     )
 }
 
@@ -90,49 +104,79 @@ def parse_bitrate(text: str) -> int:
 
 
 class StemWriter:
-    """Write one stereo float32 stream to ``path`` in ``codec``; atomic on ``commit``."""
+    """Write one float32 stream of ``channels`` to ``path`` in ``codec``; atomic on ``commit``.
 
-    def __init__(self, path: Path, codec: Codec, sample_rate: int, bitrate: int) -> None:
+    Samples go to the encoder as they are: clamping or rescaling is the
+    caller's choice (``separate.separator``). A codec with a fixed rate
+    (Opus: 48 kHz) gets its samples resampled here, so the encoder never
+    buffers a resampler of its own that a very short stem would not flush.
+    """
+
+    def __init__(
+        self, path: Path, codec: Codec, sample_rate: int, bitrate: int, bits: str | None = None, channels: int = 2
+    ) -> None:
         self.path = path
         self.codec = codec
         self.sample_rate = sample_rate
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        self.channels = channels
+        self.layout = "stereo" if channels == 2 else "mono"
+        self.rate = codec.rate or sample_rate
+        self._resampler = None
+        if self.rate != sample_rate:
+            self._resampler = soxr.ResampleStream(sample_rate, self.rate, channels, dtype="float32", quality="HQ")
+        remove_stale_partials(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
-        self.samples = 0
+        self.samples = 0  # at self.rate
         try:
-            self._open(bitrate)
+            self._open(bitrate, bits)
         except Exception:
             self.tmp.unlink(missing_ok=True)
             raise
 
-    def _open(self, bitrate: int) -> None:
+    def _open(self, bitrate: int, bits: str | None) -> None:
         if self.codec.container == "soundfile":
             import soundfile
 
             # Vorbis is VBR: map the bitrate onto libsndfile's 0 (best) .. 1 scale.
             level = float(np.clip(1.0 - (bitrate - 64_000) / 256_000, 0.0, 1.0))
             self._sf = soundfile.SoundFile(
-                self.tmp, "w", samplerate=self.sample_rate, channels=2, format="OGG", subtype="VORBIS", compression_level=level
+                self.tmp,
+                "w",
+                samplerate=self.rate,
+                channels=self.channels,
+                format="OGG",
+                subtype="VORBIS",
+                compression_level=level,
             )
             return
         self._sf = None
+        encoder, sample_format = self.codec.encoder_for(bits)
         self._container = av.open(str(self.tmp), mode="w", format=self.codec.container)
-        self._stream = self._container.add_stream(self.codec.encoder, rate=self.codec.rate or self.sample_rate, layout="stereo")
+        self._stream = self._container.add_stream(encoder, rate=self.rate, layout=self.layout)
+        if sample_format:
+            self._stream.format = sample_format
         if self.codec.lossy:
             self._stream.bit_rate = bitrate
 
     def write(self, block: np.ndarray) -> None:
-        """Append float32 [n, 2] samples."""
+        """Append float32 [n, channels] samples at ``sample_rate``."""
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(np.ascontiguousarray(block, dtype=np.float32))
+        self._encode(block)
+
+    def _encode(self, block: np.ndarray) -> None:
         if block.shape[0] == 0:
             return
         if self._sf is not None:
             self._sf.write(block)
         else:
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T, dtype=np.float32), format="fltp", layout="stereo")
-            frame.sample_rate = self.sample_rate
+            planar = np.ascontiguousarray(block.T, dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=self.layout)
+            frame.sample_rate = self.rate
             frame.pts = self.samples
-            frame.time_base = Fraction(1, self.sample_rate)
+            frame.time_base = Fraction(1, self.rate)
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
         self.samples += block.shape[0]
@@ -140,6 +184,8 @@ class StemWriter:
     def commit(self, overwrite: bool) -> None:
         """Finish the file and move it into place."""
         try:
+            if self._resampler is not None:
+                self._encode(self._resampler.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
             if self._sf is not None:
                 self._sf.close()
             else:
@@ -160,3 +206,16 @@ class StemWriter:
             else:
                 self._container.close()
         self.tmp.unlink(missing_ok=True)
+
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def remove_stale_partials(folder: Path, max_age_s: float = STALE_PARTIAL_S) -> None:
+    """Remove hidden ``.*.partial`` files of ours older than ``max_age_s`` (left by a killed run)."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for leftover in folder.glob(f".*{PARTIAL_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                if now - leftover.stat().st_mtime > max_age_s:
+                    leftover.unlink()

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import string
+from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soxr
 
 from stemsep.audio.decode import probe, stream_audio, to_stereo
-from stemsep.audio.encode import StemWriter, parse_bitrate, resolve_codec
+from stemsep.audio.encode import parse_bitrate
 from stemsep.errors import StemsepError
 from stemsep.separate.engine import DEFAULT_BACKEND, Engine, load_engine
+from stemsep.separate.output import OutputOptions, check_time_window
+from stemsep.separate.sinks import NIStemsFile, Sink, StemFiles, with_clip
 from stemsep.separate.stream import Progress, stream_stems
 
-DEFAULT_FILENAME_FORMAT = "{filename}/{instrument}.{codec}"
 DEFAULT_CHUNK_SEGMENTS = 1  # 512 frames ~ 11.9 s at 44.1 kHz
-FILENAME_FIELDS = {"filename", "foldername", "instrument", "codec"}
 
 
 class Separator:
@@ -81,103 +82,161 @@ class Separator:
 
     # -- files ---------------------------------------------------------------
 
-    def output_paths(self, audio_path: Path, destination: Path, codec: str, filename_format: str) -> dict[str, Path]:
-        fields = {name for _, name, _, _ in string.Formatter().parse(filename_format) if name is not None}
-        unknown = fields - FILENAME_FIELDS
-        if unknown:
-            raise StemsepError(
-                f"Unknown placeholder {{{sorted(unknown)[0]}}} in the filename format; use {', '.join(sorted(FILENAME_FIELDS))}."
-            )
-        paths = {}
-        for instrument in self.instruments:
-            name = filename_format.format(
-                filename=audio_path.stem, foldername=audio_path.resolve().parent.name, instrument=instrument, codec=codec
-            )
-            paths[instrument] = destination / name
-        if len(set(paths.values())) != len(paths):
-            raise StemsepError("The filename format must contain {instrument}, or every stem would go to the same file.")
-        return paths
+    def output_plan(self, output: OutputOptions) -> dict[str, tuple[str, ...]]:
+        """Output name -> the instruments summed into it: --stems/--two-stems, or NI's four slots."""
+        if not output.is_ni_stems:
+            return output.plan(self.instruments)
+        if output.stems or output.two_stems:
+            raise StemsepError("--stems and --two-stems do not apply to stem.mp4, whose four slots are fixed.")
+        from stemsep.audio.ni_stems import ni_slot_stems
+
+        return dict(ni_slot_stems(self.instruments))
+
+    def output_paths(
+        self, audio_path: Path, destination: Path, output: OutputOptions, name: str | None = None
+    ) -> dict[str, Path]:
+        return output.paths(Path(audio_path), Path(destination), list(self.output_plan(output)), name)
 
     def separate_to_file(
         self,
         audio_path: str | Path,
         destination: str | Path,
-        codec: str = "wav",
-        bitrate: str = "128k",
-        filename_format: str = DEFAULT_FILENAME_FORMAT,
+        output: OutputOptions | None = None,
         offset: float = 0.0,
         duration: float | None = None,
-        overwrite: bool = False,
         progress: Progress | None = None,
-    ) -> dict[str, Path]:
-        """Separate a file and write one file per instrument; returns their paths.
+        name: str | None = None,
+    ) -> SeparatedFile:
+        """Separate a file and write its stems as ``output`` says; ``name`` stands for the file name.
 
         Stems are written at the input's sample rate, atomically: on any error
         no stem is left behind and no existing file is touched.
         """
         audio_path, destination = Path(audio_path), Path(destination)
-        chosen = resolve_codec(codec)
-        bits = parse_bitrate(bitrate)
-        if offset < 0 or (duration is not None and duration <= 0):
-            raise StemsepError("Offset must be >= 0 and duration > 0.")
-        info = probe(audio_path)
-        paths = self.output_paths(audio_path, destination, chosen.name, filename_format)
-        if not overwrite:
+        output = output or OutputOptions()
+        check_time_window(offset, duration)
+        plan = self.output_plan(output)
+        paths = output.paths(audio_path, destination, list(plan), name)
+        if output.skip_existing and all(path.exists() for path in paths.values()):
+            return SeparatedFile(paths, skipped=True)
+        if not output.overwrite:
             for path in paths.values():
                 if path.exists():
                     raise StemsepError(f"{path} already exists (use --overwrite to replace it).")
+        info = probe(audio_path)
+        channels = 1 if output.keep_channels and info.channels == 1 and not output.is_ni_stems else 2
+        names = (["mixture"] if output.is_ni_stems else []) + list(plan)
         created: list[Path] = []  # folders this call made, removed again if it fails
-        writers: list[StemWriter] = []
+        sink = None
         try:
             for path in paths.values():
                 created += _make_folders(path.parent)
-            for path in paths.values():
-                try:
-                    writers.append(StemWriter(path, chosen, info.sample_rate, bits))
-                except OSError as error:
-                    raise StemsepError(f"Cannot write to {path.parent} ({error.strerror}).") from None
-            self._stream_file_to(writers, audio_path, info.sample_rate, offset, duration, progress)
-            for writer in writers:
-                writer.commit(overwrite)
+            sink = with_clip(self._open_sink(output, paths, plan, info.sample_rate, channels), output.clip, names, destination)
+            groups = [tuple(self.instruments.index(i) for i in members) for members in plan.values()]
+            layout = _Layout(groups, output.is_ni_stems, info.sample_rate, channels)
+            silent = self._stream_file_to(sink, layout, audio_path, offset, duration, progress)
+            sink.commit(output.overwrite)
         except BaseException:
-            for writer in writers:
-                writer.abort()
+            if sink is not None:
+                sink.abort()
             for folder in reversed(created):
                 with contextlib.suppress(OSError):
                     folder.rmdir()
             raise
-        return paths
+        notes = sink.notes() + ([f"{audio_path} is silent (every sample is zero): its stems are silent too."] if silent else [])
+        return SeparatedFile(paths, notes)
+
+    def _open_sink(self, output: OutputOptions, paths: dict[str, Path], plan, rate: int, channels: int) -> Sink:
+        bitrate = parse_bitrate(output.bitrate)
+        if output.is_ni_stems:
+            return NIStemsFile(next(iter(paths.values())), rate, list(plan), bitrate, output.bits)
+        return StemFiles(list(paths.values()), output.resolved_codec, rate, bitrate, output.bits, channels)
 
     def _stream_file_to(
         self,
-        writers: list[StemWriter],
+        sink: Sink,
+        layout: _Layout,
         audio_path: Path,
-        file_rate: int,
         offset: float,
         duration: float | None,
         progress: Progress | None,
-    ) -> None:
+    ) -> bool:
+        """Stream the file through the model into ``sink``; True if the input was silent."""
         model_rate = self.config.sample_rate
+        groups, with_mixture, file_rate, channels = layout.groups, layout.with_mixture, layout.file_rate, layout.channels
+        width = len(groups) + with_mixture
         back = None
         if file_rate != model_rate:
-            back = [soxr.ResampleStream(model_rate, file_rate, 2, dtype="float32", quality="HQ") for _ in writers]
+            back = [soxr.ResampleStream(model_rate, file_rate, channels, dtype="float32", quality="HQ") for _ in range(width)]
         peak = 0.0
+        pending: deque[np.ndarray] = deque()  # input blocks not yet matched by stems (the NI mixture)
 
         def watched(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
             nonlocal peak
             for block in blocks:
                 peak = max(peak, float(np.max(np.abs(block))) if block.size else 0.0)
+                if with_mixture:
+                    pending.append(block)
                 yield block
+
+        def emit(outs: list[np.ndarray], last: bool = False) -> None:
+            if channels == 1:
+                outs = [out.mean(axis=1, keepdims=True) for out in outs]
+            if back:
+                outs = [resampler.resample_chunk(out, last=last) for resampler, out in zip(back, outs)]
+            sink.write(outs)
 
         blocks = watched(stream_audio(audio_path, model_rate, offset, duration))
         for pieces in self.stream(blocks, progress):
-            for i, (writer, piece) in enumerate(zip(writers, pieces)):
-                writer.write(back[i].resample_chunk(piece) if back else piece)
+            outs = [_sum(pieces, group) for group in groups]
+            if with_mixture:
+                outs.insert(0, _take(pending, pieces[0].shape[0]))
+            emit(outs)
         if back:
-            for writer, resampler in zip(writers, back):
-                writer.write(resampler.resample_chunk(np.zeros((0, 2), np.float32), last=True))
-        if peak == 0.0:
-            raise StemsepError(f"{audio_path} is silent (every sample is zero): there is nothing to separate.")
+            emit([np.zeros((0, 2), np.float32)] * width, last=True)
+        return peak == 0.0
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the model's instruments become the outputs of one file."""
+
+    groups: list[tuple[int, ...]]  # instrument indices summed into each output
+    with_mixture: bool  # the input itself goes first (NI stems' master)
+    file_rate: int
+    channels: int
+
+
+@dataclass
+class SeparatedFile:
+    """What ``separate_to_file`` did: the paths (stem -> file), notes (clipping, silence), or skipped."""
+
+    paths: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+
+def _sum(pieces: list[np.ndarray], group: tuple[int, ...]) -> np.ndarray:
+    """The sum of the instruments in ``group`` (a fresh array: sinks may clamp it in place)."""
+    if not group:
+        return np.zeros_like(pieces[0])
+    total = pieces[group[0]].copy()
+    for index in group[1:]:
+        total += pieces[index]
+    return total
+
+
+def _take(pending: deque[np.ndarray], frames: int) -> np.ndarray:
+    """The next ``frames`` samples of the queued input blocks."""
+    taken, need = [], frames
+    while need > 0 and pending:
+        block = pending.popleft()
+        if block.shape[0] > need:
+            pending.appendleft(block[need:])
+            block = block[:need]
+        taken.append(block)
+        need -= block.shape[0]
+    return np.concatenate(taken) if len(taken) != 1 else taken[0].copy()
 
 
 def _make_folders(folder: Path) -> list[Path]:
