@@ -1,5 +1,7 @@
 """Decoding, offsets and every output codec, through PyAV/soundfile."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -71,3 +73,66 @@ def test_aborted_writer_leaves_nothing(tmp_path):
     writer.write(np.zeros((1000, 2), np.float32))
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def _float_wav(path, wave, rate=44100):
+    import soundfile
+
+    soundfile.write(path, wave, rate, subtype="FLOAT")
+    return path
+
+
+def test_nan_and_infinite_samples_are_counted_and_located(tmp_path):
+    wave = music_like(3.0, 8000)
+    wave[4000, 0], wave[4000, 1], wave[20000, 1] = np.nan, np.inf, -np.inf  # 0.5 s and 2.5 s: different blocks
+    path = _float_wav(tmp_path / "nan.wav", wave, 8000)
+    sentence = (
+        f"^{re.escape(str(path))} has 3 samples that are not finite numbers \\(NaN or infinity\\), "
+        r"the first at 0\.500 s and the last at 2\.500 s; fix or re-export the file\.$"
+    )
+    with pytest.raises(StemsepError, match=sentence):
+        _read(path, 44100)
+    with pytest.raises(StemsepError, match=r"has 1 sample that is not a finite number \(NaN or infinity\), at 2\.500 s;"):
+        _read(path, 8000, offset=1.0)  # only the samples read count
+    assert _read(path, 8000, duration=0.4).shape[0] == 3200
+
+
+def test_check_finite_names_the_array_and_its_times():
+    from stemsep.audio.decode import check_finite
+
+    wave = np.zeros((44100, 2), np.float32)
+    check_finite(wave, "The waveform", 44100)
+    wave[22050:22060] = np.nan
+    sentence = r"^The waveform has 20 samples .* the first at 1\.500 s and the last at 1\.500 s; x\.$"
+    with pytest.raises(StemsepError, match=sentence):
+        check_finite(wave, "The waveform", 44100, start_sample=44100, remedy="x")
+    with pytest.raises(StemsepError, match=r"at 0\.000 s"):
+        check_finite(np.array([np.inf, 0.0], np.float32), "The waveform", 44100)
+
+
+@pytest.mark.parametrize(
+    ("container", "subtype"),
+    [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("WAVEX", "PCM_24"), ("RF64", "PCM_16"), ("W64", "PCM_16"), ("AIFF", "PCM_16"),
+     ("AIFF", "FLOAT"), ("CAF", "PCM_16"), ("AU", "ULAW")],
+)  # fmt: skip
+def test_cut_uncompressed_files_are_refused_at_probe(tmp_path, container, subtype):
+    import soundfile
+
+    path = tmp_path / "song.audio"
+    soundfile.write(path, music_like(10.0, 8000), 8000, format=container, subtype=subtype)
+    assert _read(path, 8000).shape[0] == 80000
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.3)])
+    sentence = rf"^{re.escape(str(path))} is truncated: its header promises 10\.0 s but the file holds [23]\.\d s\.$"
+    with pytest.raises(StemsepError, match=sentence):
+        probe(path)
+
+
+@pytest.mark.parametrize("size", [0xFFFFFFFF, 0])
+def test_a_wav_written_to_a_pipe_has_no_length_and_is_read_whole(tmp_path, size):
+    path = write_audio(tmp_path / "piped.wav", music_like(2.0, 8000), 8000)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = size.to_bytes(4, "little")  # what a writer that cannot seek back leaves
+    path.write_bytes(bytes(data))
+    assert _read(path, 8000).shape[0] == 16000

@@ -3,6 +3,13 @@
 Matches the reference loader (``ffmpeg -f f32le``): samples are converted
 to float exactly as FFmpeg does, mono is duplicated, channels past the
 second are dropped. Resampling to the model rate uses soxr, streamed.
+
+Input that would separate into garbage is refused with one sentence: a file
+cut short (its header's data size, see ``audio.header``, or a declared
+duration that does not decode) and samples that are NaN or infinite (a float
+WAV can hold them; the STFT would spread them over every stem as full-scale
+noise). The finiteness check, ``np.isfinite`` on each decoded block, costs
+10-14 ms for a 180 s stereo file (measured), whose decode alone takes ~300 ms.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import av
 import numpy as np
 import soxr
 
+from stemsep.audio.header import data_length
 from stemsep.errors import StemsepError
 
 # A declared duration longer than what decodes by this much means a cut file.
@@ -59,7 +67,9 @@ def count_audio_streams(path: Path) -> int:
 
 
 def probe(path: Path, stream_index: int = 0) -> AudioInfo:
-    """Sample rate, channels and declared duration of an audio stream (the first by default)."""
+    """Sample rate, channels and declared duration of an audio stream (the first by default).
+
+    Raises StemsepError for a file its header shows to be cut short."""
     with _open(path) as container:
         stream = _audio_stream(container, path, stream_index)
         ctx = stream.codec_context
@@ -70,7 +80,19 @@ def probe(path: Path, stream_index: int = 0) -> AudioInfo:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / av.time_base
-        return AudioInfo(path, int(ctx.sample_rate), int(ctx.channels), duration, ctx.name)
+        info = AudioInfo(path, int(ctx.sample_rate), int(ctx.channels), duration, ctx.name)
+    _refuse_cut_file(path)
+    return info
+
+
+def _refuse_cut_file(path: Path) -> None:
+    """A WAV/AIFF/AU whose header declares more sample data than the file holds."""
+    length = data_length(path)
+    if length is not None and length.truncated:
+        declared, present = f"{length.declared:.1f}", f"{length.present:.1f}"
+        if declared == present:
+            declared, present = f"{length.declared:.3f}", f"{length.present:.3f}"
+        raise StemsepError(f"{path} is truncated: its header promises {declared} s but the file holds {present} s.")
 
 
 def to_stereo(block: np.ndarray) -> np.ndarray:
@@ -118,7 +140,8 @@ def stream_audio(
 ) -> Iterator[np.ndarray]:
     """Stereo float32 blocks [n, 2] at ``sample_rate``, from ``offset`` for ``duration`` seconds.
 
-    Raises StemsepError for unreadable, empty or truncated input.
+    Raises StemsepError for unreadable, empty or truncated input, and for NaN or infinite samples
+    (after decoding the rest of the range, to say how many there are and where).
     """
     info = probe(path, stream_index)
     start = round(offset * info.sample_rate)
@@ -126,19 +149,14 @@ def stream_audio(
     resampler = None
     if info.sample_rate != sample_rate:
         resampler = soxr.ResampleStream(info.sample_rate, sample_rate, 2, dtype="float32", quality="HQ")
-    position = 0  # input samples seen
-    kept = 0
+    window = _Window(_decoded_blocks(path, stream_index), start, stop)
+    bad = NonFinite()
     pending: list[np.ndarray] = []
     pending_len = 0
-    for block in _decoded_blocks(path, stream_index):
-        lo, hi = max(start - position, 0), block.shape[0] if stop is None else min(stop - position, block.shape[0])
-        position += block.shape[0]
-        if hi <= lo:
-            if stop is not None and position >= stop:
-                break
+    for first, piece in window:
+        if bad.count or not np.isfinite(piece).all():
+            bad.add(piece, first)  # from the first bad block on: decode only, to count and locate them all
             continue
-        piece = np.ascontiguousarray(to_stereo(block[lo:hi]), dtype=np.float32)
-        kept += piece.shape[0]
         if resampler is not None:
             piece = resampler.resample_chunk(piece)
         pending.append(piece)
@@ -146,23 +164,89 @@ def stream_audio(
         if pending_len >= block_frames:
             yield np.concatenate(pending)
             pending, pending_len = [], 0
-        if stop is not None and position >= stop:
-            break
+    if bad.count:
+        raise StemsepError(bad.sentence(str(path), info.sample_rate))
+    _refuse_incomplete(path, info, window, offset)
     if resampler is not None:
         pending.append(resampler.resample_chunk(np.zeros((0, 2), np.float32), last=True))
-    if kept == 0:
-        if start > 0 and position <= start:
-            raise StemsepError(f"{path} is shorter than the offset of {offset:g} s.")
-        raise StemsepError(f"{path} contains no audio samples.")
-    declared_end = info.duration
-    if stop is None and declared_end is not None and position / info.sample_rate < declared_end - TRUNCATION_TOLERANCE_S:
-        raise StemsepError(
-            f"{path} is truncated: it declares {declared_end:.1f} s but only {position / info.sample_rate:.1f} s decode."
-        )
     if pending:
         tail = np.concatenate(pending)
         if tail.shape[0]:
             yield tail
+
+
+class _Window:
+    """The decoded samples in [start, stop) as (index of the first, stereo float32 piece); counts what it decoded."""
+
+    def __init__(self, blocks: Iterator[np.ndarray], start: int, stop: int | None) -> None:
+        self.blocks, self.start, self.stop = blocks, start, stop
+        self.decoded = 0  # samples of the file decoded, from its start
+        self.kept = 0  # of which in the window
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for block in self.blocks:
+            lo = max(self.start - self.decoded, 0)
+            hi = block.shape[0] if self.stop is None else min(self.stop - self.decoded, block.shape[0])
+            position, self.decoded = self.decoded, self.decoded + block.shape[0]
+            if hi > lo:
+                self.kept += hi - lo
+                yield position + lo, np.ascontiguousarray(to_stereo(block[lo:hi]), dtype=np.float32)
+            if self.stop is not None and self.decoded >= self.stop:
+                return
+
+
+def _refuse_incomplete(path: Path, info: AudioInfo, window: _Window, offset: float) -> None:
+    """Nothing in the window, or less decoded than the container declares (a cut compressed file)."""
+    if window.kept == 0:
+        if window.start > 0 and window.decoded <= window.start:
+            raise StemsepError(f"{path} is shorter than the offset of {offset:g} s.")
+        raise StemsepError(f"{path} contains no audio samples.")
+    decoded = window.decoded / info.sample_rate
+    declared = info.duration
+    if window.stop is None and declared is not None and decoded < declared - TRUNCATION_TOLERANCE_S:
+        raise StemsepError(f"{path} is truncated: it declares {declared:.1f} s but only {decoded:.1f} s decode.")
+
+
+@dataclass
+class NonFinite:
+    """How many NaN or infinite samples a signal holds, and the frames of the first and the last."""
+
+    count: int = 0
+    first: int = -1
+    last: int = -1
+
+    def add(self, samples: np.ndarray, start: int) -> None:
+        """Count ``samples`` [n, channels], whose first frame is frame ``start`` of the signal."""
+        bad = ~np.isfinite(samples)
+        frames = np.flatnonzero(bad.any(axis=1))
+        if frames.size:
+            self.count += int(np.count_nonzero(bad))
+            self.first = start + int(frames[0]) if self.first < 0 else self.first
+            self.last = start + int(frames[-1])
+
+    def sentence(self, label: str, sample_rate: int, remedy: str = "fix or re-export the file") -> str:
+        first, last = self.first / sample_rate, self.last / sample_rate
+        if self.count == 1:
+            return f"{label} has 1 sample that is not a finite number (NaN or infinity), at {first:.3f} s; {remedy}."
+        return (
+            f"{label} has {self.count} samples that are not finite numbers (NaN or infinity), "
+            f"the first at {first:.3f} s and the last at {last:.3f} s; {remedy}."
+        )
+
+
+def check_finite(
+    samples: np.ndarray, label: str, sample_rate: int, start_sample: int = 0, remedy: str = "fix or re-export the file"
+) -> None:
+    """Raise StemsepError (NonFinite's sentence) when ``samples`` [n, channels] hold NaN or infinity.
+
+    ``label`` starts the sentence (``"The waveform"``, a path); ``start_sample`` is the index of
+    ``samples``' first frame in the whole signal, so that times are given from the signal's start.
+    """
+    if np.isfinite(samples).all():
+        return
+    bad = NonFinite()
+    bad.add(samples if samples.ndim == 2 else samples.reshape(samples.shape[0], -1), start_sample)
+    raise StemsepError(bad.sentence(label, sample_rate, remedy))
 
 
 def read_audio(path: Path, sample_rate: int, stream_index: int = 0) -> np.ndarray:
