@@ -5,7 +5,6 @@ import subprocess
 import sys
 import wave
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -164,3 +163,82 @@ def test_bad_export_requests_are_one_sentence(tmp_path, args, message):
     result = runner.invoke(app, ["export", "-p", "spleeter:2stems", *args, "-o", str(tmp_path)])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["-s", "nan"], "The offset must be a number of seconds >= 0 (got nan)."),
+        (["-d", "inf"], "The duration must be a number of seconds > 0 (got inf)."),
+        (["-d", "0"], "The duration must be a number of seconds > 0 (got 0.0)."),
+        (
+            ["-f", "{filename/{instrument}.{codec}"],
+            "The filename format '{filename/{instrument}.{codec}' has an unmatched { or }; placeholders look like {instrument}.",
+        ),
+        (
+            ["-f", "{filename}/{stem}.{codec}"],
+            "Unknown placeholder {stem} in the filename format; use filename, foldername, instrument, codec.",
+        ),
+        (
+            ["-f", "/tmp/{filename}_{instrument}.{codec}"],
+            "The filename format '/tmp/{filename}_{instrument}.{codec}' is absolute; it must stay inside the output folder.",
+        ),
+        (["--bits", "32f", "-c", "flac"], "FLAC stores integers only: use --bits 16 or 24, or -c wav --bits 32f."),
+        (["--bits", "24", "-c", "mp3"], "--bits applies to wav, flac and stem.mp4; mp3 sets its quality with --bitrate."),
+        (
+            ["--clip", "none"],
+            "--clip none keeps samples beyond full scale, which 16-bit wav cannot hold: "
+            "use --bits 32f, a lossy codec, or --clip clamp|rescale.",
+        ),
+        (["--stems", "vocals", "--two-stems", "vocals"], "Give either --stems or --two-stems, not both."),
+        (["--name", "x"], "--name names standard input (-); other files keep their own names."),
+    ],
+)
+def test_arguments_are_checked_before_any_model_loads(tmp_path, args, sentence):
+    # The model does not exist: each argument's sentence must come first, before any model is looked for.
+    result = runner.invoke(app, ["separate", "-p", "spleeter:3stems", *args, "-o", str(tmp_path / "out"), "x.wav"])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {sentence}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_format_that_leaves_the_output_folder_is_refused(tmp_path, model_args):
+    song = write_audio(tmp_path / "song.wav", music_like(1.0), 44100)
+    out = tmp_path / "a" / "out"
+    result = runner.invoke(
+        app, ["separate", *model_args, "-o", str(out), "-f", "../../{filename}_{instrument}.{codec}", str(song)]
+    )
+    assert result.exit_code == 1
+    escaped = out / "../../song_vocals.wav"
+    assert result.output == (
+        f"Error: The filename format '../../{{filename}}_{{instrument}}.{{codec}}' writes {escaped}, "
+        f"outside the output folder {out}; keep it relative and without '..'.\n"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["song.wav"]
+
+
+def test_colliding_outputs_in_one_batch_are_refused_before_any_work(tmp_path, model_args):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_audio(tmp_path / "a" / "song.wav", music_like(1.0, seed=1), 44100)
+    second = write_audio(tmp_path / "b" / "song.wav", music_like(1.0, seed=2), 44100)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["separate", *model_args, "-o", str(out), "--overwrite", str(first), str(second)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {first} and {second} would both write {out / 'song' / 'vocals.wav'}; add {{foldername}} to the filename "
+        "format or separate them into different folders.\n"
+    )
+    assert not out.exists()
+    fixed = runner.invoke(
+        app,
+        ["separate", *model_args, "-o", str(out), "-f", "{foldername}/{filename}/{instrument}.{codec}", str(first), str(second)],
+    )
+    assert fixed.exit_code == 0, fixed.output
+    assert (out / "a" / "song" / "vocals.wav").exists() and (out / "b" / "song" / "vocals.wav").exists()
+
+
+def test_a_single_inputs_error_is_printed_once(tmp_path, model_args):
+    result = runner.invoke(app, ["separate", *model_args, "-o", str(tmp_path), str(tmp_path / "nope.wav")])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'nope.wav'} does not exist.\n"

@@ -105,7 +105,7 @@ def separate(
     ] = None,
     bits: Annotated[
         str | None,
-        typer.Option("--bits", help="wav/flac: 16 (default), 24 or 32f; stem.mp4: 16 or 24 (ALAC).", show_default=False),
+        typer.Option("--bits", help="wav/flac: 16 (default), 24 or 32f; stem.mp4: 24 (ALAC instead of AAC).", show_default=False),
     ] = None,
     clip: Annotated[
         str, typer.Option("--clip", help="Samples beyond full scale: clamp (counted), rescale (the whole stem) or none.")

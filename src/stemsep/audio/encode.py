@@ -53,7 +53,7 @@ CODECS: dict[str, Codec] = {
         Codec("ogg", "soundfile", "vorbis"),
         Codec("opus", "ogg", "libopus", rate=48000),
         Codec("wma", "asf", "wmav2"),
-        Codec(NI_STEMS, "mp4", "aac"),  # --bits 16|24: ALAC instead
+        Codec(NI_STEMS, "mp4", "aac"),  # --bits 24: ALAC instead
     )
 }
 

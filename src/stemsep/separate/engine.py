@@ -1,7 +1,8 @@
 """What runs the U-Nets: one interface, one module per engine.
 
-An engine takes magnitude segments ``[B, T, F, channels]`` and returns one
-estimate of that shape per instrument; the pipeline (``separate.stream``)
+An engine takes magnitude segments ``[B, T, F, n_channels]`` and returns one
+estimate ``[B, T, F, 2]`` per instrument (a mono model's estimates are stereo
+too: ``ModelConfig.output_channels``); the pipeline (``separate.stream``)
 does everything else. Engines, by ``--backend``:
 
 - ``onnx`` (default) and ``litert``: ONNX Runtime or LiteRT, without
@@ -29,7 +30,7 @@ class Engine(Protocol):
     config: ModelConfig
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
-        """[B, T, F, channels] float32 magnitudes -> one [B, T, F, channels] estimate per instrument."""
+        """[B, T, F, n_channels] float32 magnitudes -> one [B, T, F, 2] estimate per instrument."""
         ...
 
 

@@ -50,11 +50,12 @@ class OutputOptions:
         if self.bits is not None:
             if self.bits not in BITS:
                 raise StemsepError(f"--bits {self.bits!r} is not one of {', '.join(BITS)}.")
+            if codec.name == NI_STEMS and self.bits != "24":
+                raise StemsepError("stem.mp4 takes --bits 24 (lossless ALAC) or no --bits (AAC at --bitrate).")
             if codec.lossy and codec.name != NI_STEMS:
                 raise StemsepError(f"--bits applies to wav, flac and stem.mp4; {codec.name} sets its quality with --bitrate.")
-            if codec.name in ("flac", NI_STEMS) and self.bits == "32f":
-                name = "FLAC" if codec.name == "flac" else "ALAC (stem.mp4)"
-                raise StemsepError(f"{name} stores integers only: use --bits 16 or 24, or -c wav --bits 32f.")
+            if codec.name == "flac" and self.bits == "32f":
+                raise StemsepError("FLAC stores integers only: use --bits 16 or 24, or -c wav --bits 32f.")
         if self.clip not in CLIP_MODES:
             raise StemsepError(f"--clip {self.clip!r} is not one of {', '.join(CLIP_MODES)}.")
         if self.clip == "none" and not self.float_samples:
@@ -127,8 +128,10 @@ class OutputOptions:
 def _check_format(filename_format: str) -> None:
     try:
         fields = [name for _, name, _, _ in string.Formatter().parse(filename_format) if name is not None]
-    except ValueError as error:
-        raise StemsepError(f"The filename format {filename_format!r} is not valid ({error}).") from None
+    except ValueError:
+        raise StemsepError(
+            f"The filename format {filename_format!r} has an unmatched {{ or }}; placeholders look like {{instrument}}."
+        ) from None
     for name in fields:
         if name not in FILENAME_FIELDS:
             raise StemsepError(f"Unknown placeholder {{{name}}} in the filename format; use {', '.join(FILENAME_FIELDS)}.")

@@ -12,7 +12,6 @@ that conversion only: every later run loads the file with the runtime alone
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import sys
@@ -20,7 +19,7 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from stemsep.cache import cache_root
+from stemsep.cache import cache_root, writable_or_temporary
 from stemsep.errors import StemsepError
 from stemsep.export.metadata import select
 from stemsep.files import current_umask
@@ -43,7 +42,7 @@ def prepared_folder(descriptor: str, model_dir: Path | None, backend: str) -> Pa
 def is_prepared(folder: Path, backend: str) -> bool:
     try:
         select(folder, FORMATS[backend], None)
-    except StemsepError:
+    except (StemsepError, OSError):  # OSError: a cache folder that cannot be read
         return False
     return True
 
@@ -121,14 +120,6 @@ def _installed_version(package: str) -> str:
 
 def _staging_folder(folder: Path) -> Path:
     """A hidden folder beside ``folder``, or, if the cache cannot be written, a temporary one removed at exit."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    except OSError as error:
-        print(
-            f"The cache {folder.parent} is not writable ({error.strerror or error}): the model is prepared again on every run.",
-            file=sys.stderr,
-        )
-    staging = Path(tempfile.mkdtemp(prefix="stemsep-prepared-"))
-    atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    return staging
+    target = writable_or_temporary(folder, "the model is prepared again on every run")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{folder.name}."))

@@ -83,14 +83,15 @@ class Separator:
     # -- files ---------------------------------------------------------------
 
     def output_plan(self, output: OutputOptions) -> dict[str, tuple[str, ...]]:
-        """Output name -> the instruments summed into it: --stems/--two-stems, or NI's four slots."""
+        """Output name -> the instruments summed into it: --stems/--two-stems, or NI's four slots by display name."""
         if not output.is_ni_stems:
             return output.plan(self.instruments)
         if output.stems or output.two_stems:
             raise StemsepError("--stems and --two-stems do not apply to stem.mp4, whose four slots are fixed.")
-        from stemsep.audio.ni_stems import ni_slot_stems
+        from stemsep.audio.ni_stems import NI_SLOTS, ni_slot_stems
 
-        return dict(ni_slot_stems(self.instruments))
+        # Two silent slots share a display name: keep them apart by their slot.
+        return {f"{slot}:{name}": members for slot, (name, members) in zip(NI_SLOTS, ni_slot_stems(self.instruments))}
 
     def output_paths(
         self, audio_path: Path, destination: Path, output: OutputOptions, name: str | None = None
@@ -125,13 +126,14 @@ class Separator:
                     raise StemsepError(f"{path} already exists (use --overwrite to replace it).")
         info = probe(audio_path)
         channels = 1 if output.keep_channels and info.channels == 1 and not output.is_ni_stems else 2
-        names = (["mixture"] if output.is_ni_stems else []) + list(plan)
+        names = ["mixture"] + [key.split(":", 1)[1] for key in plan] if output.is_ni_stems else list(plan)
         created: list[Path] = []  # folders this call made, removed again if it fails
         sink = None
         try:
             for path in paths.values():
                 created += _make_folders(path.parent)
-            sink = with_clip(self._open_sink(output, paths, plan, info.sample_rate, channels), output.clip, names, destination)
+            sink = self._open_sink(output, paths, names, info.sample_rate, channels)
+            sink = with_clip(sink, output.clip, names, destination)
             groups = [tuple(self.instruments.index(i) for i in members) for members in plan.values()]
             layout = _Layout(groups, output.is_ni_stems, info.sample_rate, channels)
             silent = self._stream_file_to(sink, layout, audio_path, offset, duration, progress)
@@ -146,10 +148,10 @@ class Separator:
         notes = sink.notes() + ([f"{audio_path} is silent (every sample is zero): its stems are silent too."] if silent else [])
         return SeparatedFile(paths, notes)
 
-    def _open_sink(self, output: OutputOptions, paths: dict[str, Path], plan, rate: int, channels: int) -> Sink:
+    def _open_sink(self, output: OutputOptions, paths: dict[str, Path], names: list[str], rate: int, channels: int) -> Sink:
         bitrate = parse_bitrate(output.bitrate)
         if output.is_ni_stems:
-            return NIStemsFile(next(iter(paths.values())), rate, list(plan), bitrate, output.bits)
+            return NIStemsFile(next(iter(paths.values())), rate, names[1:], bitrate, output.bits)
         return StemFiles(list(paths.values()), output.resolved_codec, rate, bitrate, output.bits, channels)
 
     def _stream_file_to(

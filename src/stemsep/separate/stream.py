@@ -10,6 +10,13 @@ result equals the whole-file computation while memory stays bounded by the
 chunk size whatever the input's length. With ``--mwf`` the Wiener filter's
 statistics are estimated per chunk (the reference estimates them over the
 whole file, which cannot be bounded); files shorter than one chunk match it.
+
+A mono model (``n_channels`` 1) is given the mean of the input's channels
+(a mono file, duplicated by the decoder, comes back as itself) and still
+writes stereo stems: its U-Nets estimate two channels, as the reference's,
+whose last convolution has 2 filters whatever n_channels, and each masks the
+one mixture channel. (The reference's own Separator cannot run a mono model:
+it makes every input stereo and feeds it to the model's one-channel input.)
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ def stream_stems(
     chunk_segments: int = 1,
     progress: Progress | None = None,
 ) -> Iterator[list[np.ndarray]]:
-    """Stereo float32 blocks at the model rate in; per-instrument blocks out, same length in total.
+    """Stereo float32 blocks at the model rate in; per-instrument stereo blocks out, same length in total.
 
     The stages take turns rather than overlap: the engine gets every core
     while it runs (ONNX Runtime's threads stall when another thread takes
@@ -62,9 +69,17 @@ def stream_stems(
     workers = min(len(cfg.instruments), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stemsep-dsp") as pool:
         reconstruct = _Reconstruction(cfg, window, mwf, pool)
-        for stft in _stft_chunks(counted, cfg, cfg.T * chunk_segments, window):
+        model_blocks = (to_model_channels(block, cfg.n_channels) for block in counted)
+        for stft in _stft_chunks(model_blocks, cfg, cfg.T * chunk_segments, window):
             yield from emit(reconstruct(stft, _estimate(engine, stft)))
     yield from emit(reconstruct.flush())
+
+
+def to_model_channels(signal: np.ndarray, n_channels: int) -> np.ndarray:
+    """[n, channels] -> [n, n_channels]: the mean of the channels for a mono model, else as it is."""
+    if n_channels == 1 and signal.shape[1] != 1:
+        return signal.mean(axis=1, keepdims=True, dtype=np.float32)
+    return signal
 
 
 def _stft_chunks(blocks: Iterable[np.ndarray], cfg: ModelConfig, chunk_frames: int, window: np.ndarray) -> Iterator[np.ndarray]:
@@ -99,7 +114,7 @@ def _stft_chunks(blocks: Iterable[np.ndarray], cfg: ModelConfig, chunk_frames: i
 
 
 def _estimate(engine: Engine, stft: np.ndarray) -> list[np.ndarray]:
-    """Engine estimates [frames, F, channels] per instrument for stft [channels, frames, bins]."""
+    """Engine estimates [frames, F, 2] per instrument for stft [n_channels, frames, bins]."""
     cfg = engine.config
     n_frames = stft.shape[1]
     n_segments = math.ceil(n_frames / cfg.T)
@@ -107,7 +122,7 @@ def _estimate(engine: Engine, stft: np.ndarray) -> list[np.ndarray]:
     magnitude[:n_frames] = np.abs(stft[:, :, : cfg.F]).transpose(1, 2, 0)
     segments = magnitude.reshape(n_segments, cfg.T, cfg.F, cfg.n_channels)
     outputs = engine(segments)
-    return [o.reshape(-1, cfg.F, cfg.n_channels)[:n_frames] for o in outputs]
+    return [o.reshape(-1, cfg.F, cfg.output_channels)[:n_frames] for o in outputs]
 
 
 class _Reconstruction:
@@ -117,15 +132,20 @@ class _Reconstruction:
         self.cfg = cfg
         self.mwf = mwf
         self.pool = pool
-        self.overlap_adds = [OverlapAdd(cfg.frame_length, cfg.frame_step, cfg.n_channels, window) for _ in cfg.instruments]
+        channels = cfg.output_channels
+        self.overlap_adds = [OverlapAdd(cfg.frame_length, cfg.frame_step, channels, window) for _ in cfg.instruments]
         self.masked: list[np.ndarray | None] = [None] * len(cfg.instruments)  # reused across chunks
 
     def __call__(self, stft: np.ndarray, estimates: list[np.ndarray]) -> list[np.ndarray]:
-        """Finished samples per instrument for chunk ``stft`` [channels, frames, bins]."""
+        """Finished samples per instrument for chunk ``stft`` [n_channels, frames, bins]."""
         if self.mwf:
             from stemsep.dsp.wiener import wiener_stfts
 
-            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(estimates, stft.transpose(1, 2, 0), self.pool)]
+            # A mono mixture is filtered as a stereo one with equal channels: each stem channel's
+            # estimate shapes its own channel, as the masks do.
+            channels = self.cfg.output_channels
+            mixture = stft if stft.shape[0] == channels else np.repeat(stft, channels, axis=0)
+            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(estimates, mixture.transpose(1, 2, 0), self.pool)]
             return list(self.pool.map(lambda i: self.overlap_adds[i].push(stfts[i]), range(len(stfts))))
         masks = ratio_masks(estimates, self.cfg.separation_exponent)
 
@@ -138,14 +158,16 @@ class _Reconstruction:
         return [ola.flush() for ola in self.overlap_adds]
 
     def _apply_mask(self, mask: np.ndarray, stft: np.ndarray, index: int) -> np.ndarray:
-        """mask [channels, frames, F] extended to every bin, times stft [channels, frames, bins]."""
+        """mask [2, frames, F] extended to every bin, times stft [n_channels, frames, bins]
+        (a mono mixture's one channel by both masks)."""
         cfg = self.cfg
         if cfg.mask_extension == "zeros":
             # Bins above F stay silent: multiply only the band, into a buffer
             # reused across chunks whose upper bins are zero once and for all.
             masked = self.masked[index]
-            if masked is None or masked.shape != stft.shape:
-                masked = self.masked[index] = np.zeros_like(stft)
+            shape = (mask.shape[0], *stft.shape[1:])
+            if masked is None or masked.shape != shape:
+                masked = self.masked[index] = np.zeros(shape, stft.dtype)
             np.multiply(stft[:, :, : cfg.F], mask, out=masked[:, :, : cfg.F])
             return masked
         return stft * extend_band(mask, cfg.n_bins, cfg.mask_extension)
