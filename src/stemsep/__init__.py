@@ -8,17 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Separator", "StemsepError", "__version__"]
+__all__ = ["OutputOptions", "Separator", "StemsepError", "__version__"]
 
 from stemsep.errors import StemsepError
 
 if TYPE_CHECKING:
-    from stemsep.separate import Separator
+    from stemsep.separate import OutputOptions, Separator
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Separator":
-        from stemsep.separate import Separator
+    if name in ("OutputOptions", "Separator"):
+        import stemsep.separate
 
-        return Separator
+        return getattr(stemsep.separate, name)
     raise AttributeError(name)
