@@ -57,7 +57,9 @@ def _model_name(source: ModelSource, descriptor: str) -> str:
 def _test_input(cfg, kind: str) -> np.ndarray:
     """One chunk of a synthetic song (data/synth.py: drums, bass, pads, a voice) to check every
     export against Keras; not the example song that the tests and benchmarks measure on."""
-    wave = _synthetic_song(chunk_samples(cfg))
+    from stemsep.separate.stream import to_model_channels
+
+    wave = to_model_channels(_synthetic_song(chunk_samples(cfg)), cfg.n_channels)
     if kind == "waveform":
         return wave
     from stemsep.dsp.stft import periodic_hann, stft_frames
@@ -214,7 +216,7 @@ def _export_one(
         "F": cfg.F,
         "n_channels": cfg.n_channels,
         "inputs": [{"name": spec.name, "shape": list(spec.shape), "dtype": "float32"}],
-        "outputs": [{"name": i, "shape": list(spec.shape), "dtype": "float32"} for i in instruments],
+        "outputs": [{"name": i, "shape": [*spec.shape[:-1], cfg.output_channels], "dtype": "float32"} for i in instruments],
         "verified_snr_db_vs_keras": snr,
         **({"float_compute_layers": list(int8.FLOAT_COMPUTE_LAYERS)} if quantize == "int8-dynamic" else {}),
         "source": {"model": descriptor, "weights_sha256": sha},

@@ -49,15 +49,15 @@ def _frames(signal, cfg: ModelConfig):
 
 
 def _overlap_add(frames, cfg: ModelConfig):
-    """[C, T, frame] -> [C, (T - 1) * hop + frame] (frame is a multiple of hop)."""
+    """[2, T, frame] -> [2, (T - 1) * hop + frame] (frame is a multiple of hop): the stems' channels."""
     hop, length = cfg.frame_step, cfg.frame_length
     ratio = length // hop
-    parts = tf.reshape(frames, [cfg.n_channels, cfg.T, ratio, hop])
+    parts = tf.reshape(frames, [cfg.output_channels, cfg.T, ratio, hop])
     total = None
     for q in range(ratio):
         shifted = tf.pad(parts[:, :, q], [[0, 0], [q, ratio - 1 - q], [0, 0]])
         total = shifted if total is None else total + shifted
-    return tf.reshape(total, [cfg.n_channels, (cfg.T + ratio - 1) * hop])
+    return tf.reshape(total, [cfg.output_channels, (cfg.T + ratio - 1) * hop])
 
 
 def _inverse_rfft(real, imag, n: int):
@@ -74,7 +74,8 @@ def _inverse_rfft(real, imag, n: int):
 
 
 def waveform_function(keras_model, cfg: ModelConfig):
-    """{instrument: [samples, 2]} for a [samples, 2] chunk of the zero-prefixed signal."""
+    """{instrument: [samples, 2]} for a [samples, n_channels] chunk of the zero-prefixed signal (a mono
+    model's two masks each multiply its one channel, as in ``separate.stream``)."""
     n = cfg.frame_length
     window = tf.constant(periodic_hann(n))
     n_out = len(cfg.instruments)
@@ -89,7 +90,7 @@ def waveform_function(keras_model, cfg: ModelConfig):
         estimates = keras_model(tf.transpose(magnitude, [1, 2, 0])[None], training=False)
         powered = [e[0] ** cfg.separation_exponent for e in estimates]  # [T, F, C]
         total = tf.add_n(powered) + EPSILON
-        zeros = tf.zeros([cfg.n_channels, cfg.T, cfg.n_bins - cfg.F])
+        zeros = tf.zeros([cfg.output_channels, cfg.T, cfg.n_bins - cfg.F])
         outputs = {}
         for name, power in zip(cfg.instruments, powered):
             mask = tf.transpose((power + EPSILON / n_out) / total, [2, 0, 1])  # [C, T, F]

@@ -52,20 +52,20 @@ def _frames(g: _Graph, signal: str, cfg: ModelConfig) -> str:
 
 
 def _overlap_add(g: _Graph, frames: str, cfg: ModelConfig) -> str:
-    """[C, T, frame] -> [C, (T - 1) * hop + frame]."""
+    """[2, T, frame] -> [2, (T - 1) * hop + frame]: the stems' channels."""
     hop, ratio = cfg.frame_step, cfg.frame_length // cfg.frame_step
-    parts = g.op("Reshape", frames, g.const([cfg.n_channels, cfg.T, ratio, hop]))
+    parts = g.op("Reshape", frames, g.const([cfg.output_channels, cfg.T, ratio, hop]))
     shifted = []
     for q in range(ratio):
         part = g.op("Squeeze", g.slice(parts, q, q + 1, axis=2), g.const([2]))
         shifted.append(g.op("Pad", part, g.const([0, q, 0, 0, ratio - 1 - q, 0])))
-    return g.op("Reshape", g.op("Sum", *shifted), g.const([cfg.n_channels, (cfg.T + ratio - 1) * hop]))
+    return g.op("Reshape", g.op("Sum", *shifted), g.const([cfg.output_channels, (cfg.T + ratio - 1) * hop]))
 
 
 def waveform_onnx(unet: onnx.ModelProto, cfg: ModelConfig) -> onnx.ModelProto:
     """``unet``: the multi-instrument spectrogram model ([1, T, F, C] input ``magnitude``, one
     output per instrument named after it). Returns the waveform model: input ``waveform``
-    [samples, C], one output [samples, C] per instrument."""
+    [samples, C], one output [samples, 2] per instrument (a mono model's masks come in pairs)."""
     if cfg.mask_extension != "zeros":
         raise ValueError("the waveform export supports mask_extension 'zeros' (all official models)")
     n, half, bins = cfg.frame_length, cfg.frame_length // 2, cfg.n_bins
@@ -89,7 +89,7 @@ def waveform_onnx(unet: onnx.ModelProto, cfg: ModelConfig) -> onnx.ModelProto:
     exponent = g.const(cfg.separation_exponent, np.float32)
     powered = {name: g.op("Pow", g.op("Squeeze", outputs[name], g.const([0])), exponent) for name in cfg.instruments}
     total = g.op("Add", g.op("Sum", *powered.values()), g.const(EPSILON, np.float32))
-    zeros = g.op("Expand", g.const(0.0, np.float32), g.const([cfg.n_channels, cfg.T, bins - cfg.F]))
+    zeros = g.op("Expand", g.const(0.0, np.float32), g.const([cfg.output_channels, cfg.T, bins - cfg.F]))
     share = g.const(EPSILON / len(cfg.instruments), np.float32)
     graph_outputs = []
     for name, power in powered.items():
@@ -105,7 +105,7 @@ def waveform_onnx(unet: onnx.ModelProto, cfg: ModelConfig) -> onnx.ModelProto:
         samples = _overlap_add(g, g.op("Mul", frames, window), cfg)
         scaled = g.op("Mul", samples, g.const(WINDOW_COMPENSATION, np.float32))
         g.op("Transpose", scaled, perm=[1, 0], output=name)
-        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [chunk_samples(cfg), cfg.n_channels]))
+        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [chunk_samples(cfg), cfg.output_channels]))
 
     graph = helper.make_graph(
         g.nodes[:before_unet] + list(unet.graph.node) + g.nodes[before_unet:],

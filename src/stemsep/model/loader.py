@@ -147,7 +147,7 @@ def checkpoint_prefix_name(folder: Path) -> str:
 
 
 class SeparationModel:
-    """The U-Net of every instrument behind one compiled call on [B, T, F, 2] magnitudes.
+    """The U-Net of every instrument behind one compiled call on [B, T, F, n_channels] magnitudes.
 
     The first use of a model builds the Keras U-Net, imports its weights and
     saves the inference function as a SavedModel in ``<cache>/compiled/``;
@@ -196,7 +196,7 @@ class SeparationModel:
         return module.separate
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
-        """[B, T, F, 2] float32 -> one [B, T, F, 2] estimate per instrument.
+        """[B, T, F, n_channels] float32 -> one [B, T, F, 2] estimate per instrument.
 
         One segment per call: activations of a batch cost ~100 MB per segment, and batch 1 is as fast on CPU.
         """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from stemsep.config import ModelConfig
+from stemsep.config import OUTPUT_CHANNELS, ModelConfig
 
 ENCODER_FILTERS = (16, 32, 64, 128, 256, 512)
 KERNEL = (5, 5)
@@ -138,7 +138,7 @@ def _unet_logits_or_mask(
             x = [skips[-1 - k], x] if subpixel else layers.Concatenate(axis=-1, name=f"{scope}_skip{k}")([skips[-1 - k], x])
     sigmoid = portable_sigmoid if portable else "sigmoid"
     return layers.Conv2D(
-        2,
+        OUTPUT_CHANNELS,  # 2 whatever n_channels, as the reference: a mono model's masks come in pairs
         (4, 4),
         dilation_rate=2,
         padding="same",
@@ -151,7 +151,11 @@ def _unet_logits_or_mask(
 def build_unet_model(
     cfg: ModelConfig, batch_size: int | None = None, portable: bool = False, subpixel: bool = False
 ) -> keras.Model:
-    """Magnitude segments ``[B, T, F, 2]`` in, one estimate per instrument out.
+    """Magnitude segments ``[B, T, F, n_channels]`` in, one estimate ``[B, T, F, 2]`` per instrument out.
+
+    A mono model (n_channels 1) is the reference's: its first convolutions take one channel, its
+    last still makes two masks, and both multiply the one input channel (broadcast), so its
+    checkpoints import as they are.
 
     Export graphs, with the same weights: ``portable`` builds ELU and sigmoid from
     elementary ops (``portable_elu``, ``portable_sigmoid``: ONNX Runtime's are inexact);

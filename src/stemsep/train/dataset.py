@@ -1,11 +1,18 @@
 """Training and validation data as the reference builds them, with a step-addressed sampler.
 
 Training set (reference behaviour, SPEC.md): ``n_chunks_per_song`` chunks of
-20 s per song at evenly spaced starts; the magnitude STFT of each chunk
-(periodic Hann, no leading zeros, no end padding), first F bins; chunks that
-fail to load, hold inf/NaN or are shorter than T frames are dropped; a
-random T-frame crop per example. Validation: the 12 s centre chunk of each
-song, its centre T frames.
+``chunk_duration`` seconds (20 by default) per song at evenly spaced starts;
+the magnitude STFT of each chunk (periodic Hann, no leading zeros, no end
+padding), first F bins; chunks that fail to load, hold inf/NaN or are
+shorter than T frames are dropped; a random T-frame crop per example.
+Validation: the 12 s centre chunk of each song (whatever chunk_duration, as
+the reference), its centre T frames. The mixture is the CSV's
+``<mix_name>_path`` column.
+
+A mono model (``n_channels`` 1) learns from the mean of each file's
+channels; the reference reads each file's own channels and drops every
+chunk whose channel count is not n_channels, so it trains a mono model on
+mono files only (on those the mean is the same signal).
 
 Spectrograms are cached on disk as float16 memory maps (the reference used
 8-bit dB; float16 keeps 3 significant digits on linear magnitudes, enough
@@ -30,15 +37,14 @@ from pathlib import Path
 import numpy as np
 
 from stemsep.audio.decode import stream_audio
-from stemsep.config import ModelConfig
+from stemsep.config import VALIDATION_SECONDS, ModelConfig, TrainingConfig
 from stemsep.data.tracks import read_dataset_table
 from stemsep.dsp.stft import periodic_hann, stft_frames
 from stemsep.errors import StemsepError
+from stemsep.separate.stream import to_model_channels
 
-CHUNK_SECONDS = 20.0
 CHUNK_MARGIN_SECONDS = 0.5
-VALIDATION_SECONDS = 12.0
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 
 Report = Callable[[str], None]
 
@@ -50,37 +56,64 @@ class SongEntry:
     duration: float
 
 
-def read_dataset_csv(path: Path, audio_root: Path, instruments: tuple[str, ...]) -> list[SongEntry]:
-    """Rows of a reference dataset CSV (mix_path, <instrument>_path..., duration), paths under ``audio_root``."""
+def read_dataset_csv(path: Path, audio_root: Path, instruments: tuple[str, ...], mix_name: str = "mix") -> list[SongEntry]:
+    """Rows of a reference dataset CSV (<mix_name>_path, <instrument>_path..., duration), paths under ``audio_root``."""
     _, rows = read_dataset_table(path)
-    needed = ["mix_path", *(f"{i}_path" for i in instruments), "duration"]
+    mix_column = f"{mix_name}_path"
+    needed = [mix_column, *(f"{i}_path" for i in instruments), "duration"]
     if rows:
         missing = [c for c in needed if c not in rows[0]]
         if missing:
-            raise StemsepError(f"{path} lacks the column(s) {', '.join(missing)} that the config's instruments need.")
+            raise StemsepError(
+                f"{path} lacks the column(s) {', '.join(missing)} that the config's mix_name and instruments need."
+            )
     entries = []
     for row in rows:
         try:
             duration = float(row["duration"])
         except ValueError:
-            raise StemsepError(f"{path}: duration {row['duration']!r} of {row['mix_path']} is not a number.") from None
+            raise StemsepError(f"{path}: duration {row['duration']!r} of {row[mix_column]} is not a number.") from None
         sources = {i: audio_root / row[f"{i}_path"] for i in instruments}
-        entries.append(SongEntry(audio_root / row["mix_path"], sources, duration))
+        entries.append(SongEntry(audio_root / row[mix_column], sources, duration))
     if not entries:
         raise StemsepError(f"{path} lists no songs.")
     return entries
 
 
-def chunk_starts(duration: float, n_chunks: int) -> list[float]:
-    """The reference's chunk starts: evenly spaced over the song, 0.5 s from its ends; clamped at 0."""
-    span = duration - CHUNK_SECONDS - 2 * CHUNK_MARGIN_SECONDS
+def chunk_starts(duration: float, n_chunks: int, seconds: float) -> list[float]:
+    """The reference's starts of ``seconds``-long chunks: evenly spaced over the song, 0.5 s from
+    its ends, clamped at 0; one chunk is the centre one."""
     if n_chunks == 1:
-        return [max((duration - CHUNK_SECONDS) / 2, 0.0)]
+        return [max((duration - seconds) / 2, 0.0)]
+    span = duration - seconds - 2 * CHUNK_MARGIN_SECONDS
     return [max(k * span / (n_chunks - 1) + CHUNK_MARGIN_SECONDS, 0.0) for k in range(n_chunks)]
 
 
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Which chunks of each song a set is made of: ``per_song`` chunks of ``seconds``."""
+
+    seconds: float
+    per_song: int
+    validation: bool = False
+
+    @classmethod
+    def for_training(cls, training: TrainingConfig) -> ChunkPlan:
+        return cls(training.chunk_duration, training.n_chunks_per_song)
+
+    @classmethod
+    def for_validation(cls) -> ChunkPlan:
+        return cls(VALIDATION_SECONDS, 1, validation=True)
+
+    def spans(self, duration: float) -> list[tuple[float, float]]:
+        """(start, seconds) of each chunk of a song of ``duration`` seconds."""
+        return [(start, self.seconds) for start in chunk_starts(duration, self.per_song, self.seconds)]
+
+
 def magnitude(signal: np.ndarray, cfg: ModelConfig, window: np.ndarray) -> np.ndarray:
-    """|STFT| [frames, F, 2] float32 of a stereo signal [n, 2], no padding at either end."""
+    """|STFT| [frames, F, n_channels] float32 of a signal [n, channels] (a mono model's: their
+    mean), no padding at either end."""
+    signal = to_model_channels(signal, cfg.n_channels)
     frames = 1 + (signal.shape[0] - cfg.frame_length) // cfg.frame_step
     if frames < 1:
         return np.zeros((0, cfg.F, cfg.n_channels), np.float32)
@@ -89,7 +122,7 @@ def magnitude(signal: np.ndarray, cfg: ModelConfig, window: np.ndarray) -> np.nd
 
 
 class SpectrogramSet:
-    """Magnitude chunks of the mixture and every instrument, as float16 memmaps [frames, F, 2]."""
+    """Magnitude chunks of the mixture and every instrument, as float16 memmaps [frames, F, n_channels]."""
 
     def __init__(self, folder: Path, names: tuple[str, ...]) -> None:
         index = json.loads((folder / "index.json").read_text())
@@ -112,15 +145,16 @@ def build_cache(
     entries: list[SongEntry],
     cfg: ModelConfig,
     cache_root: Path,
-    validation: bool,
-    n_chunks: int,
+    plan: ChunkPlan,
     report: Report,
 ) -> SpectrogramSet:
     """Decode, transform and store every chunk once; later calls open the stored set."""
     names = ("mix", *cfg.instruments)
+    validation = plan.validation
+    settings = [cfg.sample_rate, cfg.frame_length, cfg.frame_step, cfg.F, cfg.T, cfg.n_channels]
     key = hashlib.sha256(
         json.dumps(
-            [CACHE_FORMAT, validation, n_chunks, cfg.sample_rate, cfg.frame_length, cfg.frame_step, cfg.F, cfg.T]
+            [CACHE_FORMAT, validation, plan.per_song, plan.seconds, *settings]
             + [[str(e.mix), {k: str(v) for k, v in e.sources.items()}, e.duration] for e in entries]
         ).encode()
     ).hexdigest()[:20]
@@ -135,11 +169,7 @@ def build_cache(
     total = 0
     try:
         for entry in entries:
-            if validation:
-                spans = [(max((entry.duration - VALIDATION_SECONDS) / 2, 0.0), VALIDATION_SECONDS)]
-            else:
-                spans = [(start, CHUNK_SECONDS) for start in chunk_starts(entry.duration, n_chunks)]
-            for start, seconds in spans:
+            for start, seconds in plan.spans(entry.duration):
                 label = f"{entry.mix} @ {start:.1f} s"
                 try:
                     spectrograms = {
@@ -211,6 +241,6 @@ def training_dataset(sampler: StepSampler, first_step: int, last_step: int):
 
 
 def validation_arrays(data: SpectrogramSet, cfg: ModelConfig) -> tuple[np.ndarray, ...]:
-    """Every validation chunk's centre T frames: (mix, source_1, ...) arrays [songs, T, F, 2]."""
+    """Every validation chunk's centre T frames: (mix, source_1, ...) arrays [songs, T, F, n_channels]."""
     names = ("mix", *cfg.instruments)
     return tuple(np.stack([data.crop(n, c, 0, cfg.T) for c in range(len(data))]) for n in names)

@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stemsep.config import ModelConfig, load_config_file
+from stemsep.config import ModelConfig, TrainingConfig, load_config_file, without_ignored_keys
 from stemsep.errors import StemsepError
 from stemsep.files import write_text_atomically
 from stemsep.train.dataset import (
+    ChunkPlan,
     StepSampler,
     build_cache,
     read_dataset_csv,
@@ -44,22 +45,9 @@ from stemsep.train.dataset import (
 )
 
 Report = Callable[[str], None]
-LOSSES = ("l1", "rmse")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 LOG_NAME = "train_log.csv"
 WEIGHTS_NAME = "model.weights.h5"
-DEFAULTS = {
-    "n_chunks_per_song": 2,
-    "learning_rate": 1e-4,
-    "batch_size": 4,
-    "training_cache": "training_cache",
-    "validation_cache": "validation_cache",
-    "train_max_steps": 200_000,
-    "random_seed": 0,
-    "save_checkpoints_steps": 1000,
-    "save_summary_steps": 100,
-    "loss": "l1",
-}
 
 
 @dataclass
@@ -109,13 +97,12 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
     import keras
 
     cfg = load_config_file(settings.config_path)
-    params = {**DEFAULTS, **cfg.raw}
-    if not params.get("train_csv"):
+    params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
+    if not params.train_csv:
         raise StemsepError(
-            f"{settings.config_path} has no train_csv: training needs the dataset CSV (mix_path, <instrument>_path..., duration)."
+            f"{settings.config_path} has no train_csv: training needs the dataset CSV "
+            f"({params.mix_name}_path, <instrument>_path..., duration)."
         )
-    if params["loss"] not in LOSSES:
-        raise StemsepError(f"Unknown loss {params['loss']!r}: use {' or '.join(LOSSES)}.")
     cwd = Path.cwd()
     model_dir = _resolve(cfg.model_dir or "model", cwd)
     checkpoints = model_dir / "checkpoints"
@@ -123,20 +110,19 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
         raise StemsepError(f"{model_dir} already holds a training run: pass --resume to continue it, or another model_dir.")
     if settings.resume and not (checkpoints / "checkpoint").exists():
         raise StemsepError(f"Nothing to resume in {model_dir}: it holds no checkpoint.")
-    max_steps = int(params["train_max_steps"] if settings.max_steps is None else settings.max_steps)
-    batch_size = int(params["batch_size"])
-    seed = int(params["random_seed"])
+    max_steps = params.train_max_steps if settings.max_steps is None else settings.max_steps
+    batch_size = params.batch_size
+    seed = params.random_seed
     root = Path(settings.dataset_root)
 
     report("Preparing spectrograms (cached after the first run)...")
-    train_entries = read_dataset_csv(_resolve(params["train_csv"], cwd), root, cfg.instruments)
-    train_set = build_cache(
-        train_entries, cfg, _resolve(params["training_cache"], cwd), False, int(params["n_chunks_per_song"]), report
-    )
+    train_entries = read_dataset_csv(_resolve(params.train_csv, cwd), root, cfg.instruments, params.mix_name)
+    train_set = build_cache(train_entries, cfg, _resolve(params.training_cache, cwd), ChunkPlan.for_training(params), report)
     validation = None
-    if params.get("validation_csv"):
-        entries = read_dataset_csv(_resolve(params["validation_csv"], cwd), root, cfg.instruments)
-        validation = validation_arrays(build_cache(entries, cfg, _resolve(params["validation_cache"], cwd), True, 1, report), cfg)
+    if params.validation_csv:
+        entries = read_dataset_csv(_resolve(params.validation_csv, cwd), root, cfg.instruments, params.mix_name)
+        validation_set = build_cache(entries, cfg, _resolve(params.validation_cache, cwd), ChunkPlan.for_validation(), report)
+        validation = validation_arrays(validation_set, cfg)
     report(f"{len(train_set)} training chunks, {0 if validation is None else len(validation[0])} validation songs.")
 
     if settings.mixed_precision:
@@ -145,7 +131,7 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         model = _build_model(cfg, settings.init, keras)
-        optimizer = keras.optimizers.Adam(learning_rate=float(params["learning_rate"]))
+        optimizer = keras.optimizers.Adam(learning_rate=params.learning_rate)
         if settings.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
@@ -162,9 +148,11 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
         _save_model(model, cfg, model_dir)  # step 0 is a usable model too (the --init weights as they are)
 
     replicas = strategy.num_replicas_in_sync
-    rmse = params["loss"] == "rmse"
+    rmse = params.loss == "rmse"
 
     def compute_loss(mix, sources):
+        # A mono model's estimates are stereo (its masks come in pairs, as the reference's): the
+        # difference broadcasts against the mono source, as in the reference's loss.
         outputs = model(mix, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         total = 0.0
@@ -205,8 +193,8 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
 
     sampler = StepSampler(train_set, cfg, batch_size, seed)
     data = strategy.experimental_distribute_dataset(training_dataset(sampler, first_step, max_steps))
-    summary_every = int(params["save_summary_steps"])
-    checkpoint_every = int(params["save_checkpoints_steps"])
+    summary_every = params.save_summary_steps
+    checkpoint_every = params.save_checkpoints_steps
     writer = tf.summary.create_file_writer(str(model_dir / "logs"))
     result = TrainResult(model_dir, first_step, first_step, [], [], 0.0)
     started = time.perf_counter()
@@ -271,8 +259,8 @@ def _build_model(cfg: ModelConfig, init: str | None, keras):
 
 
 def _save_model(model, cfg: ModelConfig, model_dir: Path) -> None:
-    """config.json + model.weights.h5, each replaced atomically."""
-    raw = dict(cfg.raw)
+    """config.json (without the keys stemsep ignores) + model.weights.h5, each replaced atomically."""
+    raw = without_ignored_keys(cfg.raw)
     raw["model_dir"] = "."
     weights_tmp = model_dir / ".model.part.weights.h5"  # Keras insists on the .weights.h5 suffix
     model.save_weights(weights_tmp)
