@@ -8,6 +8,7 @@ during export.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,3 +71,66 @@ def test_an_mp3_cut_short_is_refused_after_decoding(tmp_path, example_mp3, model
     result = runner.invoke(app, ["separate", *model_args, "-o", str(out), str(song)])
     assert_one_sentence(result, f"{re.escape(str(song))} is truncated: it declares 10\\.9 s but only \\d\\.\\d s decode\\.")
     assert not out.exists() or list(out.rglob("*")) == []
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A one-instrument model with random weights: converted for ONNX Runtime in seconds."""
+    import json
+
+    from stemsep.config import ModelConfig, load_preset
+    from stemsep.model.unet import build_unet_model
+
+    folder = tmp_path_factory.mktemp("small-model")
+    raw = dict(load_preset("2stems").raw, instrument_list=["vocals"], T=64, F=256)
+    (folder / "config.json").write_text(json.dumps(raw))
+    build_unet_model(ModelConfig.from_dict(raw)).save_weights(folder / "model.weights.h5")
+    return folder
+
+
+@pytest.fixture(params=["a file", "a read-only folder"])
+def unwritable_cache(request, tmp_path, monkeypatch):
+    """$STEMSEP_CACHE naming a file, or a folder no file can be created in."""
+    from stemsep.cache import unwritable_reason
+
+    cache = tmp_path / "cache"
+    if request.param == "a file":
+        cache.write_text("not a folder")
+    else:
+        cache.mkdir()
+        cache.chmod(0o555)
+        request.addfinalizer(lambda: cache.chmod(0o755))
+        if unwritable_reason(cache) is None:  # root ignores the mode: sysfs refuses new entries even to root
+            cache = Path("/sys/kernel")
+            if not cache.is_dir() or unwritable_reason(cache) is None:
+                pytest.skip("no folder here is read-only for this user")
+    monkeypatch.setenv("STEMSEP_CACHE", str(cache))
+    return cache
+
+
+UNWRITABLE = r"\((not a directory|permission denied|operation not permitted|read-only file system)\)"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "keras"])
+def test_an_unwritable_cache_still_separates(tmp_path, small_model, unwritable_cache, backend):
+    song = tmp_path / "song.wav"
+    soundfile.write(song, music_like(1.0), 44100)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["separate", "-p", str(small_model), "--backend", backend, "-o", str(out), str(song)])
+    assert result.exit_code == 0, result.stderr
+    assert soundfile.info(out / "song" / "vocals.wav").frames == 44100
+    if backend == "onnx":  # prepared in a temporary folder, and told once
+        cache = re.escape(str(unwritable_cache))
+        line = f"The cache {cache}/prepared is not writable {UNWRITABLE}: the model is prepared again on every run\\."
+        assert [x for x in result.stderr.splitlines() if re.fullmatch(line, x)], result.stderr
+
+
+def test_models_and_example_with_an_unwritable_cache(unwritable_cache):
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0 and "spleeter:4stems" in listed.stdout and listed.stderr == ""
+    before = sorted(unwritable_cache.rglob("*")) if unwritable_cache.is_dir() else None
+    example = runner.invoke(app, ["example"])
+    cache = re.escape(str(unwritable_cache))
+    sentence = f"Cannot store the example song in {cache}/assets {UNWRITABLE}; set STEMSEP_CACHE to a writable folder\\."
+    assert_one_sentence(example, sentence)
+    assert (sorted(unwritable_cache.rglob("*")) if unwritable_cache.is_dir() else None) == before

