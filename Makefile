@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install demo test test-fast lint bench
+.PHONY: install demo test test-fast lint bench browser
 install: $(STAMP)
 
 # Separate the official example song with the official 2stems model into ./output/
@@ -18,9 +18,13 @@ demo: $(STAMP)
 	$(BIN)/stemsep separate -p spleeter:2stems -o output --overwrite "$$($(BIN)/stemsep example)"
 
 # Lint, then the whole suite (slow parity tests build the reference spleeter 2.4.2 venv once, ~3 min).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest
+
+# Debian's chromium and chromium-driver for the page's browser test (apt, once; sudo when not root).
+browser:
+	sh scripts/install-chromium.sh
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
