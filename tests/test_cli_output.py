@@ -177,6 +177,13 @@ def test_a_few_samples_give_decodable_opus_stems(tmp_path, model_args):
         with av.open(str(tmp_path / "out" / f"tiny{frames}" / "vocals.opus")) as container:
             decoded = sum(frame.samples for frame in container.decode(audio=0))
         assert decoded == round(frames * 48000 / 44100)
+    result = _separate(*model_args, "-o", tmp_path / "out", "-c", "m4a", tmp_path / "tiny10.wav")
+    assert result.exit_code == 1
+    sentence = (
+        "A 10-sample stem is too short for m4a (it needs 1024 samples to decode to anything); write it with -c wav or flac."
+    )
+    assert result.output == f"Error: {sentence}\n"
+    assert not (tmp_path / "out" / "tiny10" / "vocals.m4a").exists()
 
 
 def test_sigterm_leaves_no_partial_file(tmp_path, official_2stems):

@@ -33,6 +33,7 @@ class Codec:
     encoder: str
     rate: int | None = None  # forced encoder rate (Opus runs at 48 kHz)
     lossy: bool = True
+    min_samples: int = 1  # shorter stems decode to nothing (measured: AAC < 1024, WMA < 4096 samples)
 
     def encoder_for(self, bits: str | None) -> tuple[str, str | None]:
         """(FFmpeg encoder, sample format) for ``--bits`` (16, 24, 32f; None: the codec's default)."""
@@ -49,10 +50,10 @@ CODECS: dict[str, Codec] = {
         Codec("wav", "wav", "pcm_s16le", lossy=False),
         Codec("flac", "flac", "flac", lossy=False),
         Codec("mp3", "mp3", "libmp3lame"),
-        Codec("m4a", "ipod", "aac"),
+        Codec("m4a", "ipod", "aac", min_samples=1024),
         Codec("ogg", "soundfile", "vorbis"),
         Codec("opus", "ogg", "libopus", rate=48000),
-        Codec("wma", "asf", "wmav2"),
+        Codec("wma", "asf", "wmav2", min_samples=4096),
         Codec(NI_STEMS, "mp4", "aac"),  # --bits 24: ALAC instead
     )
 }
@@ -186,6 +187,11 @@ class StemWriter:
         try:
             if self._resampler is not None:
                 self._encode(self._resampler.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
+            if self.samples < self.codec.min_samples:
+                raise StemsepError(
+                    f"A {self.samples}-sample stem is too short for {self.codec.name} (it needs {self.codec.min_samples} "
+                    "samples to decode to anything); write it with -c wav or flac."
+                )
             if self._sf is not None:
                 self._sf.close()
             else:
