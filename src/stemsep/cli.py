@@ -15,6 +15,27 @@ from typing import Annotated
 
 import typer
 
+from stemsep.cli_options import (
+    BackendOption,
+    BitrateOption,
+    BitsOption,
+    ClipOption,
+    CodecOption,
+    FilenameFormatOption,
+    KeepChannelsOption,
+    ModelDirOption,
+    MwfOption,
+    OutputOption,
+    OverwriteOption,
+    ParamsOption,
+    QuantizationOption,
+    RecursiveOption,
+    SkipExistingOption,
+    StemsOption,
+    TwoStemsOption,
+    WorkersOption,
+    stems_list,
+)
 from stemsep.errors import StemsepError
 
 app = typer.Typer(
@@ -25,42 +46,8 @@ app = typer.Typer(
 )
 
 
-# Options several commands share, declared once (as Spleeter's options.py does).
-ParamsOption = Annotated[
-    str,
-    typer.Option(
-        "-p",
-        "--params_filename",
-        "--params-filename",
-        help="spleeter:2stems|4stems|5stems[-16kHz], a config.json or a model folder.",
-    ),
-]
-OutputOption = Annotated[Path, typer.Option("-o", "--output_path", "--output-path", help="Output folder.")]
-ModelDirOption = Annotated[
-    Path | None,
-    typer.Option("--model-dir", help="Folder holding pretrained model folders (like $MODEL_PATH).", show_default=False),
-]
-BackendOption = Annotated[
-    str,
-    typer.Option(
-        "--backend",
-        help="onnx or litert: no TensorFlow (a model's first use converts it once, or -p a folder made by `stemsep export`); "
-        "keras: TensorFlow.",
-    ),
-]
-QuantizationOption = Annotated[
-    str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
-]
-MwfOption = Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering instead of ratio masks.")]
-WorkersOption = Annotated[int | None, typer.Option("--workers", help="Processes [default: one per core].", show_default=False)]
-
-
 def _err(message: str) -> None:
     typer.echo(f"Error: {message}", err=True)
-
-
-def _stems_list(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 @app.command()
@@ -71,49 +58,23 @@ def separate(
     ],
     params_filename: ParamsOption = "spleeter:2stems",
     output_path: OutputOption = Path("separated_audio"),
-    codec: Annotated[
-        str, typer.Option("-c", "--codec", help="wav, flac, mp3, m4a, ogg, opus, wma or stem.mp4 (NI Stems).")
-    ] = "wav",
-    bitrate: Annotated[str, typer.Option("-b", "--bitrate", help="Bitrate of lossy codecs.")] = "128k",
-    filename_format: Annotated[
-        str | None,
-        typer.Option(
-            "-f",
-            "--filename_format",
-            "--filename-format",
-            help="Placeholders: {filename} {foldername} {instrument} {codec} "
-            "[default: {filename}/{instrument}.{codec}; stem.mp4: {filename}.{codec}].",
-            show_default=False,
-        ),
-    ] = None,
+    codec: CodecOption = "wav",
+    bitrate: BitrateOption = "128k",
+    filename_format: FilenameFormatOption = None,
     offset: Annotated[float, typer.Option("-s", "--offset", help="Start offset in seconds.")] = 0.0,
     duration: Annotated[
         float | None, typer.Option("-d", "--duration", help="Seconds to process (default: the whole file).", show_default=False)
     ] = None,
     mwf: MwfOption = False,
     model_dir: ModelDirOption = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist.")] = False,
-    skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Skip songs whose stems all exist (a re-run finishes a batch).")
-    ] = False,
-    stems: Annotated[
-        str | None, typer.Option("--stems", help="Write only these instruments, e.g. vocals,drums.", show_default=False)
-    ] = None,
-    two_stems: Annotated[
-        str | None,
-        typer.Option("--two-stems", help="Write INSTRUMENT and no_INSTRUMENT (the sum of the others).", show_default=False),
-    ] = None,
-    bits: Annotated[
-        str | None,
-        typer.Option("--bits", help="wav/flac: 16 (default), 24 or 32f; stem.mp4: 24 (ALAC instead of AAC).", show_default=False),
-    ] = None,
-    clip: Annotated[
-        str, typer.Option("--clip", help="Samples beyond full scale: clamp (counted), rescale (the whole stem) or none.")
-    ] = "clamp",
-    keep_channels: Annotated[
-        bool, typer.Option("--keep-channels", help="Mono input gives mono stems (default: stereo).")
-    ] = False,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also separate the audio in subfolders.")] = False,
+    overwrite: OverwriteOption = False,
+    skip_existing: SkipExistingOption = False,
+    stems: StemsOption = None,
+    two_stems: TwoStemsOption = None,
+    bits: BitsOption = None,
+    clip: ClipOption = "clamp",
+    keep_channels: KeepChannelsOption = False,
+    recursive: RecursiveOption = False,
     name: Annotated[
         str | None, typer.Option("--name", help="{filename} for standard input [default: stdin].", show_default=False)
     ] = None,
@@ -127,7 +88,7 @@ def separate(
 
     try:  # every argument is checked before a model is loaded
         output = OutputOptions(
-            codec, bitrate, filename_format, bits, clip, _stems_list(stems), two_stems, keep_channels, overwrite, skip_existing
+            codec, bitrate, filename_format, bits, clip, stems_list(stems), two_stems, keep_channels, overwrite, skip_existing
         )
         check_time_window(offset, duration)
         inputs = collect_inputs(files, recursive)
