@@ -134,3 +134,88 @@ def test_models_and_example_with_an_unwritable_cache(unwritable_cache):
     sentence = f"Cannot store the example song in {cache}/assets {UNWRITABLE}; set STEMSEP_CACHE to a writable folder\\."
     assert_one_sentence(example, sentence)
     assert (sorted(unwritable_cache.rglob("*")) if unwritable_cache.is_dir() else None) == before
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two evaluation folders of two tracks each: one track scored in this process (vocals and
+    accompaniment, the mixture as both estimates, 1 s), its JSON copied under the other name."""
+    import json
+    import shutil
+
+    from stemsep.evaluate.score import ScoreJob, score_and_save
+    from tests.test_evaluate import synthetic_stems
+
+    root = tmp_path_factory.mktemp("runs")
+    four = synthetic_stems(0, 1.0)
+    stems = {"vocals": four["vocals"], "accompaniment": four["drums"] + four["bass"] + four["other"]}
+    mixture = stems["vocals"] + stems["accompaniment"]
+    run = root / "run1"
+    score_and_save(ScoreJob("a", "test", 44100, stems, {k: mixture for k in stems}, run / "test" / "a.json"))
+    shutil.copy(run / "test" / "a.json", run / "test" / "b.json")
+    (run / "run.json").write_text(json.dumps({"label": "echo"}))
+    shutil.copytree(run, root / "run2")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("[1, 2, 3]", 'a JSON list, not museval\'s object with "targets"'),
+        ('{"targets": [{"name": "vocals", "frames": [', r"Expecting value at line 1"),
+        ('{"note": "not scores"}', 'a JSON object without museval\'s "targets"'),
+    ],
+)
+def test_compare_names_a_file_that_is_not_a_track_score(tmp_path, two_runs, content, problem):
+    import shutil
+
+    bad = tmp_path / "run3"
+    shutil.copytree(two_runs / "run1", bad)
+    (bad / "test" / "b.json").write_text(content)
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, ["evaluate", "--compare", str(two_runs / "run2"), str(bad), "-o", str(out)])
+    kind = "is not valid JSON" if "Expecting" in problem else "is not a museval track score"
+    sentence = (
+        f"{re.escape(str(bad / 'test' / 'b.json'))} {kind} \\({problem}\\); "
+        "re-run the evaluation to score that track again, or remove the file\\."
+    )
+    assert_one_sentence(result, sentence)
+    assert not out.exists()
+
+
+def test_compare_shows_how_many_tracks_each_run_scored(tmp_path, two_runs):
+    import shutil
+
+    short = tmp_path / "short"
+    shutil.copytree(two_runs / "run1", short)
+    (short / "test" / "b.json").unlink()
+    result = runner.invoke(app, ["evaluate", "--compare", str(two_runs / "run2"), str(short), "-o", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("| tracks | 2 | 1 |") == 4  # one row per metric table
+    sentence = (
+        "The runs scored different numbers of tracks (echo (run2) 2, echo (short) 1): their medians are not over the same songs."
+    )
+    assert sentence in result.stdout.splitlines()
+
+
+def test_evaluate_refuses_a_track_whose_stem_is_shorter_than_the_mixture(tmp_path, official_2stems):
+    from tests.test_evaluate import synthetic_stems, write_hq_track
+
+    root = tmp_path / "data"
+    write_hq_track(root / "test" / "good", synthetic_stems(0, 2.0))
+    write_hq_track(root / "test" / "cut", synthetic_stems(1, 2.0))
+    drums = root / "test" / "cut" / "drums.wav"
+    audio, rate = soundfile.read(drums, dtype="float32")
+    soundfile.write(drums, audio[: len(audio) // 2], rate, subtype="FLOAT")
+    out = tmp_path / "out"
+    args = ["evaluate", "-p", "spleeter:2stems", "--model-dir", str(official_2stems.parent), "--workers", "1"]
+    result = runner.invoke(app, [*args, "--mus_dir", str(root), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    sentence = (
+        r"Track cut: drums\.wav lasts 1\.00 s but mixture\.wav lasts 2\.00 s; "
+        r"every reference stem must be as long as the mixture\."
+    )
+    assert "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if re.fullmatch(f"  cut: {sentence}", line)], result.stderr
+    assert "1 track(s) failed:" in result.stderr
+    assert sorted(p.name for p in (out / "test").iterdir()) == ["good.json"]

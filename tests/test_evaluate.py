@@ -201,3 +201,22 @@ def test_keras_path_scored_against_the_reference_outputs_exceeds_50_db(
     print("museval SDR, stemsep vs spleeter 2.4.2 outputs as references:", result.scored)
     summary = load_run(tmp_path / "out").summary()
     assert (summary["SDR"] > 50).all(), summary
+
+
+def test_a_failed_tracks_stale_file_stays_out_of_the_report_and_a_stem_of_another_length_fails_its_track(tmp_path):
+    class VocalsAndAccompaniment(EchoSeparator):
+        instruments = ("vocals", "accompaniment")
+
+    root = tmp_path / "data"
+    write_hq_track(root / "test" / "good", synthetic_stems(0, 1.0))
+    write_hq_track(root / "test" / "cut", synthetic_stems(1, 1.0))
+    bass = root / "test" / "cut" / "bass.wav"
+    sf.write(bass, sf.read(bass, dtype="float32")[0][:22050], RATE, subtype="FLOAT")
+    (tmp_path / "out" / "test").mkdir(parents=True)
+    (tmp_path / "out" / "test" / "cut.json").write_text('{"targets": [')  # an interrupted earlier run
+    result = evaluate("echo", root, tmp_path / "out", separator=VocalsAndAccompaniment(), workers=1)
+    assert list(result.scored) == ["good"]
+    reason = "Track cut: bass.wav lasts 0.50 s but mixture.wav lasts 1.00 s; every reference stem must be as long as the mixture."
+    assert result.failed == {"cut": reason}
+    assert load_run(tmp_path / "out", leave_out=["cut"]).tracks == 1
+    assert "| vocals |" in (tmp_path / "out" / "results.md").read_text()

@@ -27,6 +27,7 @@ MUSDB_STREAMS = ("mixture", "drums", "bass", "other", "vocals")
 MUSDB_SUBSETS = ("train", "test")
 MIXTURE = "mixture"
 STEM_FILE_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aiff")
+LENGTH_TOLERANCE_S = 0.05  # stems longer or shorter than the mixture by more than this are refused
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class AudioRef:
     def read(self, sample_rate: int) -> np.ndarray:
         return read_audio(self.path, sample_rate, self.stream)
 
+    @property
+    def label(self) -> str:
+        return self.path.name if self.stream == 0 else f"{self.path.name} stream {self.stream}"
+
 
 @dataclass(frozen=True)
 class Track:
@@ -50,16 +55,32 @@ class Track:
     def has_reference(self, instrument: str) -> bool:
         return instrument in self.stems or (instrument == "accompaniment" and self._accompaniment_parts() is not None)
 
-    def reference(self, instrument: str, sample_rate: int) -> np.ndarray:
-        """The true source of ``instrument``; ``accompaniment`` is every stem but vocals summed (as musdb)."""
-        if instrument in self.stems:
-            return self.stems[instrument].read(sample_rate)
-        parts = self._accompaniment_parts() if instrument == "accompaniment" else None
-        if parts is None:
+    def reference(self, instrument: str, sample_rate: int, length: int | None = None) -> np.ndarray:
+        """The true source of ``instrument``; ``accompaniment`` is every stem but vocals summed (as musdb).
+
+        ``length``: the mixture's, in samples; a stem that differs from it is refused (not cut)."""
+        names = [instrument] if instrument in self.stems else None
+        if instrument == "accompaniment" and names is None:
+            names = self._accompaniment_parts()
+        if names is None:
             raise StemsepError(f"Track {self.name} has no reference for {instrument}.")
-        signals = [self.stems[name].read(sample_rate) for name in parts]
-        length = min(s.shape[0] for s in signals)
-        return np.sum([s[:length] for s in signals], axis=0, dtype=np.float64).astype(np.float32)
+        signals = [self.stems[name].read(sample_rate) for name in names]
+        if length is not None:
+            self._check_lengths({self.stems[n].label: s.shape[0] for n, s in zip(names, signals)}, length, sample_rate)
+        if len(signals) == 1:
+            return signals[0]
+        shortest = min(s.shape[0] for s in signals)
+        return np.sum([s[:shortest] for s in signals], axis=0, dtype=np.float64).astype(np.float32)
+
+    def _check_lengths(self, stems: dict[str, int], length: int, sample_rate: int) -> None:
+        """Stems (label -> samples) as long as the mixture (``length``), within LENGTH_TOLERANCE_S."""
+        wrong = {label: n for label, n in stems.items() if abs(n - length) > LENGTH_TOLERANCE_S * sample_rate}
+        if wrong:
+            listed = " and ".join(f"{label} lasts {n / sample_rate:.2f} s" for label, n in wrong.items())
+            raise StemsepError(
+                f"Track {self.name}: {listed} but {self.mixture.label} lasts {length / sample_rate:.2f} s; "
+                "every reference stem must be as long as the mixture."
+            )
 
     def _accompaniment_parts(self) -> list[str] | None:
         if "vocals" not in self.stems:

@@ -9,6 +9,7 @@ reference) are NaN in the JSON and left out of the medians.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +42,11 @@ class RunScores:
     label: str
     frames: object  # pandas DataFrame: track, target, metric, time, score
 
+    @property
+    def tracks(self) -> int:
+        """How many tracks this run scored."""
+        return int(self.frames["track"].nunique())
+
     @cached_property
     def _store(self):
         store = import_museval().EvalStore(frames_agg="median", tracks_agg="median")
@@ -64,23 +70,40 @@ def _instrument_rank(name: str) -> tuple[int, str]:
     return (INSTRUMENT_ORDER.index(name) if name in INSTRUMENT_ORDER else len(INSTRUMENT_ORDER), name)
 
 
-def load_run(folder: Path) -> RunScores:
-    """Every per-track JSON under ``folder/<subset>/`` as one table."""
+def load_run(folder: Path, leave_out: Collection[str] = ()) -> RunScores:
+    """Every per-track JSON under ``folder/<subset>/`` as one table; StemsepError naming a file
+    that is not a museval track score. ``leave_out``: tracks whose file is not this run's (they failed)."""
     import pandas as pd
 
-    museval = import_museval()
     folder = Path(folder)
-    frames = []
-    for path in sorted(folder.glob("*/*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # an unreadable leftover; a re-run scores that track again
-        if data.get("targets"):
-            frames.append(museval.aggregate.json2df(data, path.stem))
+    frames = [_track_frame(path) for path in sorted(folder.glob("*/*.json")) if path.stem not in leave_out]
     if not frames:
         raise StemsepError(f"{folder} holds no museval scores (expected {folder}/<subset>/<track>.json).")
     return RunScores(folder, run_label(folder), pd.concat(frames, ignore_index=True))
+
+
+def _track_frame(path: Path):
+    """museval's frame table of one per-track JSON."""
+    remedy = "re-run the evaluation to score that track again, or remove the file"
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise StemsepError(f"{path} cannot be read ({(error.strerror or str(error)).lower()}).") from None
+    except json.JSONDecodeError as error:  # cut short, most often
+        raise StemsepError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {remedy}.") from None
+    except UnicodeDecodeError:
+        raise StemsepError(f"{path} is not valid JSON (it is not UTF-8 text); {remedy}.") from None
+    if not isinstance(data, dict):
+        kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(data), "number")
+        problem = f'a JSON {kind}, not museval\'s object with "targets"'
+    elif not isinstance(data.get("targets"), list) or not data["targets"]:
+        problem = 'a JSON object without museval\'s "targets"'
+    else:
+        try:
+            return import_museval().aggregate.json2df(data, path.stem)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            problem = f"{type(error).__name__} while reading its scores"
+    raise StemsepError(f"{path} is not a museval track score ({problem}); {remedy}.")
 
 
 def run_label(folder: Path) -> str:
@@ -131,12 +154,16 @@ def compare_markdown(runs: list[RunScores]) -> str:
         "museval BSSEval v4; median over frames, then median over tracks (dB).",
         "",
     ]
+    if len({run.tracks for run in runs}) > 1:
+        counts = ", ".join(f"{run.label} {run.tracks}" for run in runs)
+        lines += [f"The runs scored different numbers of tracks ({counts}): their medians are not over the same songs.", ""]
     for metric in METRICS:
         lines += [
             f"## {metric}",
             "",
             "| instrument | " + " | ".join(run.label for run in runs) + " |",
             "|---|" + "---:|" * len(runs),
+            "| tracks | " + " | ".join(str(run.tracks) for run in runs) + " |",
         ]
         for name in instruments:
             cells = [f"{s.loc[name, metric]:.2f}" if name in s.index else "-" for s in summaries]

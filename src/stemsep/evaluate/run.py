@@ -101,7 +101,7 @@ def evaluate(
         _separate_and_score(separator, todo, output, workers, result, say)
 
     if result.scored or result.skipped:
-        result.reports = write_reports(load_run(output))
+        result.reports = write_reports(load_run(output, leave_out=result.failed))  # a failed track's file is older
     return result
 
 
@@ -186,8 +186,9 @@ def _separate(separator, track: Track, rate: int, destination: Path) -> ScoreJob
     instruments = [i for i in separator.instruments if track.has_reference(i)]
     if not instruments:
         raise StemsepError(f"no reference stem for any of {', '.join(separator.instruments)}")
-    references = {name: track.reference(name, rate) for name in instruments}
     mixture = track.mixture.read(rate)
+    # A stem shorter than the mixture would silently score only its length: refused instead.
+    references = {name: track.reference(name, rate, length=mixture.shape[0]) for name in instruments}
     length = min([mixture.shape[0], *(r.shape[0] for r in references.values())])
     estimates = separator.separate(mixture[:length], rate)
     return ScoreJob(
