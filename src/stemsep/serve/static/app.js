@@ -132,12 +132,17 @@
     waiters.forEach((resolve) => resolve());
   }
 
+  /** Why a token is asked for: the server's sentence, or that the one given was wrong. */
+  function refusedToken(text) {
+    return auth.token ? "The server did not accept that token; enter the right one." : detailOf(401, text);
+  }
+
   /** fetch with the token; a 401 asks for a token and tries again. */
   async function api(path, options = {}) {
     for (;;) {
       const response = await fetch(path, { ...options, headers: { ...auth.headers(), ...(options.headers || {}) } });
       if (response.status !== 401) return response;
-      await askToken(detailOf(401, await response.text()));
+      await askToken(refusedToken(await response.text()));
     }
   }
 
@@ -230,7 +235,7 @@
       showUpload(1);
       watch(JSON.parse(xhr.responseText));
     } else if (xhr.status === 401) {
-      askToken(detailOf(401, xhr.responseText)).then(upload);
+      askToken(refusedToken(xhr.responseText)).then(upload);
     } else if (xhr.status === 503 || xhr.status === 429) {
       busy(xhr.getResponseHeader("Retry-After"));
     } else {
@@ -353,6 +358,7 @@
     $("#position").max = String(player.duration);
     $("#position").disabled = false;
     $("#play").disabled = false;
+    $("#progress-panel").hidden = true;
     $("#player").hidden = false;
     showPosition();
     requestAnimationFrame(drawWaveforms);
