@@ -32,7 +32,7 @@ from pathlib import Path
 from stemsep.errors import StemsepError
 from stemsep.separate import Separator
 from stemsep.serve.admission import output_options
-from stemsep.serve.jobs import QUEUED, RUNNING, Job, JobStore, is_job_id
+from stemsep.serve.jobs import QUEUED, Job, JobStore, is_job_id
 from stemsep.serve.settings import ServeSettings
 
 log = logging.getLogger("stemsep.serve")
@@ -139,7 +139,10 @@ class WorkerPool:
         return sum(self.delete(job.id) for job in self.store.expired(before))
 
     def counts(self) -> dict[str, int]:
-        return {"queued": self.store.count(QUEUED), "running": self.store.count(RUNNING), "workers": self.settings.workers}
+        """Jobs waiting, workers busy (a deleted job counts until its worker has let go of it), workers."""
+        with self._lock:
+            busy = len(self._running)
+        return {"queued": self.store.count(QUEUED), "running": busy, "workers": self.settings.workers}
 
     def _check_room(self) -> None:
         waiting = self.store.count(QUEUED)
