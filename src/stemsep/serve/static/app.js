@@ -335,8 +335,10 @@
     try {
       buffers = await Promise.all(names.map((name) => loadStem(job, name)));
     } catch (error) {
+      if (error instanceof TypeError) return reconnect(job.id); // the connection dropped: fetch failed
       return complain("failed", `The stems could not be loaded: ${error.message}.`);
     }
+    follow.retries = 0;
     player.load(names.map((name, i) => [name, buffers[i]]));
     showPlayer(job);
     setState("ready");
