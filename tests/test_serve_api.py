@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import socket
+import sys
 import threading
 import time
 import zipfile
@@ -510,3 +511,31 @@ async def test_a_job_that_fails_records_its_one_sentence(tmp_path, official_2ste
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
     assert (state["state"], state["error"]) == ("failed", "lost.wav does not exist.")
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def test_the_command_without_fastapi_says_what_to_install(monkeypatch):
+    from typer.testing import CliRunner
+
+    from stemsep.cli import app
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi raises ImportError
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 1
+    sentence = "stemsep serve needs FastAPI, uvicorn and python-multipart: pip install 'stemsep[serve]'."
+    assert result.output.strip() == f"Error: {sentence}"
+
+
+def test_the_command_refuses_unusable_settings_in_one_sentence(tmp_path):
+    from typer.testing import CliRunner
+
+    from stemsep.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), "--workers", "0", "--max-upload-mb", "-1"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: The server settings are not usable: --workers must be at least 1 (got 0); "
+        "--max-upload-mb must be a positive number (got -1.0)."
+    )

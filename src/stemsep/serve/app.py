@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import sys
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ from stemsep.serve.upload import RefusalError
 from stemsep.serve.workers import QueueFullError, WorkerPool
 
 log = logging.getLogger("stemsep.serve")
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
 
 STATIC = Path(__file__).parent / "static"
 GRACE_S = 3  # open event streams get this long to end when the server stops
@@ -88,8 +90,18 @@ def serve(settings: ServeSettings) -> None:
     JobStore(settings.database, settings.jobs_dir).close()  # an unusable --data-dir is one sentence, before uvicorn
     if settings.token is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Note: listening on {settings.host} without --token: anyone who reaches it can use it.", file=sys.stderr)
+    if settings.token is not None:
+        print("Note: the page asks for the token, or takes it from its address: /#token=TOKEN.", file=sys.stderr)
+    logging.getLogger("uvicorn.access").addFilter(_hide_token)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, timeout_graceful_shutdown=GRACE_S, log_level="info")
+
+
+def _hide_token(record: logging.LogRecord) -> bool:
+    """Access log lines show ``?token=***``: event streams and links carry the token in their address."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(_TOKEN_IN_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args)
+    return True
 
 
 def require_token(request: Request) -> None:
