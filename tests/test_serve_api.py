@@ -6,7 +6,7 @@ paths, and 20 concurrent uploads to 1 worker are each separated or refused with 
 
 A real uvicorn server runs in a thread on 127.0.0.1 (streaming and concurrency go through real
 sockets); the token, CORS and the byte limit mid-stream are checked in process (httpx's ASGI transport,
-the app's lifespan run around it). Songs are 1-13 s; the module takes ~30 s on 2 cores.
+the app's lifespan run around it). Songs are 1-21 s; the module takes 30-45 s on 2 shared cores.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ equal (>= 100 dB) those of `Separator.separate_to_file` run directly on the same
 file is left anywhere in the data folder.
 
 The server is a real process on 127.0.0.1 with 1 worker; three songs (24, 6 and 6 s) are queued
-and the server is killed once the first has reported progress, before it ends. About 30 s on 2 cores.
+and the server is killed once the first has reported progress, before it ends. 35-45 s on 2 shared cores.
 """
 
 from __future__ import annotations
