@@ -1,6 +1,7 @@
 """U-Net structure and official checkpoint import."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,54 @@ def test_subpixel_transposed_convolution_equals_keras(parts):
     got = subpixel(inputs if len(inputs) > 1 else inputs[0]).numpy()
     assert got.shape == expected.shape == (1, 12, 20, 3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+# The reference graph of a mono model fed a mono waveform directly: its Separator makes every
+# input stereo first, which a one-channel model's graph refuses (ValueError in tf.concat).
+REFERENCE_MONO_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+from spleeter.model import EstimatorSpecBuilder
+
+config, wave, out = sys.argv[1:4]
+params = json.load(open(config))
+with tf.Graph().as_default():
+    features = {"waveform": tf.compat.v1.placeholder(tf.float32, (None, 1)), "audio_id": tf.compat.v1.placeholder(tf.string)}
+    outputs = EstimatorSpecBuilder(features, params).outputs
+    with tf.compat.v1.Session() as session:
+        tf.compat.v1.train.Saver().restore(session, tf.train.latest_checkpoint(params["model_dir"]))
+        stems = session.run(outputs, {features["waveform"]: np.load(wave), features["audio_id"]: ""})
+np.savez(out, **{k: v for k, v in stems.items() if k != "audio_id"})
+"""
+
+
+@pytest.mark.slow
+def test_a_mono_model_separates_as_the_reference_graph(tmp_path, monkeypatch):
+    """A mono (n_channels 1) checkpoint written by the reference imports as it is and gives the
+    reference graph's stems: stereo, one mask per channel on the one mixture channel."""
+    import json
+    import subprocess
+
+    from stemsep.data.synth import synth_track
+    from stemsep.separate import Separator
+    from tests.helpers import snr_db
+    from tests.reference import harness
+
+    monkeypatch.setenv("STEMSEP_CACHE", str(tmp_path / "cache"))
+    config = dict(json.loads(Path(__file__).parents[1].joinpath("src/stemsep/resources/2stems.json").read_text()))
+    config.update(n_channels=1, T=128, F=128, model={"type": "unet.unet", "params": {"conv_activation": "ELU"}})
+    descriptor = harness.random_model(config, harness.root() / "random-models" / "2stems-mono-T128-seed11", 11)
+    mono = synth_track(9, 8.0)["mixture"].mean(axis=1, keepdims=True)
+    np.save(tmp_path / "wave.npy", mono)
+    python = harness.reference_venv() / "bin" / "python"
+    args = [str(python), "-c", REFERENCE_MONO_SCRIPT, str(descriptor), str(tmp_path / "wave.npy"), str(tmp_path / "ref.npz")]
+    done = subprocess.run(args, capture_output=True, text=True, env=harness.reference_env(), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = dict(np.load(tmp_path / "ref.npz"))
+    assert {k: v.shape for k, v in reference.items()} == {"vocals": (len(mono), 2), "accompaniment": (len(mono), 2)}
+    separator = Separator(str(descriptor), backend="keras")  # ONNX = Keras for mono models: test_train
+    for wave in (mono[:, 0], np.repeat(mono, 2, axis=1)):  # a mono file, and one decoded as stereo
+        ours = separator.separate(wave, 44100)
+        for name, stem in reference.items():
+            assert ours[name].shape == stem.shape and snr_db(stem, ours[name]) > 90, name

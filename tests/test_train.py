@@ -1,5 +1,6 @@
 """Training: it separates (SDR vs the mixture), resumes exactly after SIGKILL, fine-tunes from
-the official weights, runs under MirroredStrategy; dataset synth and prepare."""
+the official weights, runs under MirroredStrategy; Spleeter's own test_train config (mix_name,
+chunk_duration, mono and stereo models) trains and its model separates; dataset synth and prepare."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from stemsep.data.synth import write_synthetic_dataset, write_training_config
+from stemsep.data.synth import synth_track, write_synthetic_dataset, write_training_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,3 +184,159 @@ print(json.dumps(r.losses))
         losses[devices] = [loss for _, loss in json.loads(out.stdout.strip().splitlines()[-1])]
     print("1 device:", np.round(losses[1], 5), "\n2 devices:", np.round(losses[2], 5))
     np.testing.assert_allclose(losses[2], losses[1], rtol=5e-3)  # all-reduce order: ~1e-3 apart after 8 steps
+
+
+# Spleeter's tests/test_train.py TRAIN_CONFIG (run there with n_channels 1 and 2).
+SPLEETER_TRAIN_CONFIG = {
+    "mix_name": "mix",
+    "instrument_list": ["vocals", "other"],
+    "sample_rate": 44100,
+    "frame_length": 4096,
+    "frame_step": 1024,
+    "T": 128,
+    "F": 128,
+    "n_channels": 2,
+    "chunk_duration": 4,
+    "n_chunks_per_song": 1,
+    "separation_exponent": 2,
+    "mask_extension": "zeros",
+    "learning_rate": 1e-4,
+    "batch_size": 2,
+    "train_max_steps": 10,
+    "throttle_secs": 20,
+    "save_checkpoints_steps": 100,
+    "save_summary_steps": 5,
+    "random_seed": 0,
+    "model": {"type": "unet.unet", "params": {"conv_activation": "ELU", "deconv_activation": "ELU"}},
+}
+SONG_SECONDS = 6
+
+
+def write_spleeter_test_dataset(root: Path, n_channels: int, songs: int = 2) -> Path:
+    """Spleeter's test_train dataset layout (train/song<i>/<name>.wav, train/train.csv with mix_path,
+    <instrument>_path..., duration), synthetic music instead of noise; returns the CSV."""
+    rows = []
+    for song in range(songs):
+        stems = synth_track(100 + song, SONG_SECONDS)
+        sources = {"mix": stems["vocals"] + stems["other"], "vocals": stems["vocals"], "other": stems["other"]}
+        folder = root / "train" / f"song{song}"
+        folder.mkdir(parents=True, exist_ok=True)
+        row = {"duration": SONG_SECONDS}
+        for name, audio in sources.items():
+            sf.write(folder / f"{name}.wav", audio if n_channels == 2 else audio.mean(axis=1), 44100, subtype="FLOAT")
+            row[f"{name}_path"] = f"train/song{song}/{name}.wav"
+        rows.append(row)
+    path = root / "train" / "train.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["mix_path", "vocals_path", "other_path", "duration"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def spleeter_test_config(root: Path, n_channels: int, **changes) -> Path:
+    """SPLEETER_TRAIN_CONFIG with paths under ``root``, as Spleeter's test_train sets them."""
+    config = dict(SPLEETER_TRAIN_CONFIG, n_channels=n_channels, **changes)
+    config.update(
+        train_csv=str(root / "train" / "train.csv"),
+        validation_csv=str(root / "train" / "train.csv"),
+        model_dir=str(root / f"model_{n_channels}"),
+        training_cache=str(root / f"cache_{n_channels}" / "training"),
+        validation_cache=str(root / f"cache_{n_channels}" / "validation"),
+    )
+    path = root / f"config_{n_channels}.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_chunk_duration_is_the_training_chunk_length_as_in_the_reference(tmp_path):
+    from stemsep.config import ModelConfig, TrainingConfig
+    from stemsep.train.dataset import ChunkPlan, build_cache, chunk_starts, read_dataset_csv
+
+    csv_path = write_spleeter_test_dataset(tmp_path, 2)
+    raw = json.loads(spleeter_test_config(tmp_path, 2).read_text())
+    cfg = ModelConfig.from_dict(raw)
+    entries = read_dataset_csv(csv_path, tmp_path, cfg.instruments, "mix")
+    frames = {}
+    for seconds in (4, 20):  # 20 s is the reference's default; these songs last 6 s
+        plan = ChunkPlan.for_training(TrainingConfig.from_dict(dict(raw, chunk_duration=seconds), cfg))
+        assert plan == ChunkPlan(float(seconds), 1)
+        data = build_cache(entries, cfg, tmp_path / "cache", plan, pytest.fail)
+        frames[seconds] = data.lengths.tolist()
+    # One centre chunk per song: 4 s give 1 + (4 * 44100 - 4096) // 1024 frames; 20 s the whole song.
+    assert frames == {4: [169, 169], 20: [255, 255]}
+    validation = build_cache(entries, cfg, tmp_path / "cache", ChunkPlan.for_validation(), pytest.fail)
+    assert validation.lengths.tolist() == [cfg.T, cfg.T]  # the centre T frames of 12 s centre chunks
+    # Starts as the reference's: k * (duration - chunk - 2 * 0.5) / (n - 1) + 0.5, or the centre one.
+    assert chunk_starts(60.0, 3, 4.0) == [0.5, 28.0, 55.5]
+    assert chunk_starts(60.0, 1, 4.0) == [28.0]
+
+
+def test_mix_name_names_the_mixture_column(tmp_path):
+    from stemsep.errors import StemsepError
+    from stemsep.train.dataset import read_dataset_csv
+
+    csv_path = write_spleeter_test_dataset(tmp_path, 2, songs=1)
+    csv_path.write_text(csv_path.read_text().replace("mix_path", "mixture_path", 1))
+    [entry] = read_dataset_csv(csv_path, tmp_path, ("vocals", "other"), "mixture")
+    assert entry.mix == tmp_path / "train" / "song0" / "mix.wav"
+    with pytest.raises(StemsepError, match="lacks the column\\(s\\) mix_path that the config's mix_name and instruments"):
+        read_dataset_csv(csv_path, tmp_path, ("vocals", "other"), "mix")
+
+
+def test_a_mono_model_learns_from_the_mean_of_the_channels():
+    from stemsep.config import ModelConfig
+    from stemsep.dsp.stft import periodic_hann
+    from stemsep.train.dataset import magnitude
+
+    mono = ModelConfig.from_dict(dict(SPLEETER_TRAIN_CONFIG, n_channels=1))
+    stereo = synth_track(7, 1.0)["mixture"]
+    window = periodic_hann(4096)
+    spectrogram = magnitude(stereo, mono, window)
+    assert spectrogram.shape == (1 + (44100 - 4096) // 1024, 128, 1)
+    np.testing.assert_array_equal(spectrogram, magnitude(stereo.mean(axis=1, keepdims=True), mono, window))
+
+
+@pytest.mark.parametrize("n_channels", [1, 2])
+def test_spleeter_test_train_config_trains_then_its_model_separates(n_channels, tmp_path, monkeypatch):
+    """Spleeter's test_train, then separation with the model: Separator and `stemsep separate -p config.json`."""
+    from typer.testing import CliRunner
+
+    from stemsep.cli import app
+    from stemsep.separate import Separator
+    from stemsep.train.loop import TrainSettings, train
+
+    monkeypatch.setenv("STEMSEP_CACHE", str(tmp_path / "stemsep-cache"))
+    write_spleeter_test_dataset(tmp_path, n_channels)
+    config = spleeter_test_config(tmp_path, n_channels)
+    result = train(TrainSettings(config, tmp_path, export_savedmodel=False), report=lambda line: None)
+    model_dir = tmp_path / f"model_{n_channels}"
+    assert result.last_step == 10 and (model_dir / "model.weights.h5").is_file()
+    assert len(result.validation_losses) == 1 and np.isfinite([loss for _, loss in result.losses]).all()
+
+    # The default engine (ONNX) for the mono model, Keras for the stereo one; the config names the
+    # model, as `-p config.json` does. Stems are stereo either way (the reference's U-Net makes two masks).
+    backend = "onnx" if n_channels == 1 else "keras"
+    song = synth_track(42, 3.0)["mixture"]
+    separator = Separator(str(config), backend=backend)
+    assert separator.config.n_channels == n_channels
+    for wave in (song, song[:, 0]):
+        stems = separator.separate(wave, 44100)
+        assert {name: s.shape for name, s in stems.items()} == {"vocals": (len(song), 2), "other": (len(song), 2)}
+        assert all(np.isfinite(s).all() and np.abs(s).max() > 1e-3 for s in stems.values())
+    if n_channels == 1:  # the Keras engine on the model folder gives the same mono-model stems
+        keras_stems = Separator(str(model_dir), backend="keras").separate(song[:, 0], 44100)
+        for name, stem in stems.items():
+            np.testing.assert_allclose(keras_stems[name], stem, atol=1e-4)
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    sf.write(inputs / "stereo.wav", song, 44100, subtype="FLOAT")
+    sf.write(inputs / "mono.wav", song[:, 0], 44100, subtype="FLOAT")
+    args = ["separate", "-p", str(config), "-o", str(tmp_path / "out"), "--backend", backend]
+    ran = CliRunner().invoke(app, [*args, str(inputs / "stereo.wav"), str(inputs / "mono.wav")])
+    assert ran.exit_code == 0, ran.output
+    for name in ("stereo", "mono"):
+        for instrument in ("vocals", "other"):
+            stem, rate = sf.read(tmp_path / "out" / name / f"{instrument}.wav")
+            assert rate == 44100 and stem.shape == (len(song), 2), (name, instrument)
