@@ -219,3 +219,49 @@ def test_evaluate_refuses_a_track_whose_stem_is_shorter_than_the_mixture(tmp_pat
     assert [line for line in result.stderr.splitlines() if re.fullmatch(f"  cut: {sentence}", line)], result.stderr
     assert "1 track(s) failed:" in result.stderr
     assert sorted(p.name for p in (out / "test").iterdir()) == ["good.json"]
+
+
+def _writes_to_dev_full(*args, **kwargs):
+    """What a writer meets on a full disk: the real ENOSPC of /dev/full, through TensorFlow's file system."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile("/dev/full", "wb") as out:
+        out.write(b"\\0" * (1 << 20))
+
+
+def _python_writes_to_dev_full(*args, **kwargs):
+    with open("/dev/full", "wb") as out:
+        out.write(b"\\0" * (1 << 20))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_export_onto_a_full_disk_is_one_sentence_and_leaves_nothing(tmp_path, small_model, monkeypatch, fmt):
+    import keras
+    import tf2onnx
+
+    # ExportArchive() makes an instance of its backend's subclass: the writer is that class's.
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", _writes_to_dev_full)
+    monkeypatch.setattr(tf2onnx.convert, "from_function", _python_writes_to_dev_full)
+    out = tmp_path / "new" / "exported"
+    if fmt == "onnx":  # an existing folder keeps what it held
+        out.mkdir(parents=True)
+        (out / "mine.txt").write_text("keep")
+    result = runner.invoke(app, ["export", "-p", str(small_model), "--format", fmt, "-o", str(out)])
+    assert_one_sentence(result, f"Cannot write the exported model to {re.escape(str(out))}: no space left on device\\.")
+    if fmt == "onnx":
+        assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    else:
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_export_into_a_folder_that_refuses_writes_is_one_sentence(tmp_path, small_model, unwritable_cache):
+    if unwritable_cache.is_file():
+        out = unwritable_cache / "exported"
+        reason = "not a directory"
+    else:
+        out = unwritable_cache / "exported"
+        reason = "(permission denied|operation not permitted|read-only file system)"
+    result = runner.invoke(app, ["export", "-p", str(small_model), "--format", "tflite", "-o", str(out)])
+    assert_one_sentence(result, f"Cannot write the exported model to {re.escape(str(out))}: {reason}\\.")
+    assert not out.exists()

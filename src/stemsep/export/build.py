@@ -8,10 +8,13 @@ the Keras model; its metadata JSON records the measured SNR.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,8 @@ KINDS = ("spectrogram", "waveform")
 # int8: weight-only, int8-dynamic: dynamic-range with a few layers on float compute (see export.quantize).
 QUANTIZATIONS = ("none", "fp16", "int8", "int8-dynamic")
 ONNX_OPSET = 17
+# A full disk, a quota, a file too large, a refused write: the destination's problem, said as such.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
 
 tf = import_tensorflow()
 
@@ -97,32 +102,65 @@ def export_model(
     _check_request(fmt, kind, quantize)
     source = resolve_source(descriptor, model_dir)
     cfg = source.config
-    reference = build_keras(source)
-    # The export graph: same weights, exact ELU and sigmoid everywhere, and for LiteRT and TF the
-    # sub-pixel decoder (ONNX Runtime's ConvTranspose is fast: 176 ms per segment vs 224 ms
-    # sub-pixel, measured); each file is checked against the reference Keras model.
-    subpixel = fmt != "onnx"
-    keras_model = _export_graph(reference, cfg, subpixel)
-    sha = weights_sha256(source)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise StemsepError(f"Cannot create {out_dir} ({error.strerror}).") from None
     name = _model_name(source, descriptor)
     targets: list[tuple[str, tuple[str, ...]]] = [("", cfg.instruments)]
     if kind == "spectrogram" and per_instrument:
         targets += [(f"-{instrument}", (instrument,)) for instrument in cfg.instruments]
     written = []
-    for suffix, instruments in targets:
-        stem = f"{name}-{kind}-{'fp32' if quantize == 'none' else quantize}{suffix}"
-        path = out_dir / (stem + metadata.EXTENSIONS[fmt])
-        model, graph_cfg = keras_model, cfg
-        if len(instruments) < len(cfg.instruments) and cfg.model_type != "unet.softmax_unet":
-            # Only this instrument's U-Net, so a SavedModel does not carry the others' weights
-            # (a softmax model needs every instrument's logits for each mask).
-            model, graph_cfg = _instrument_model(keras_model, cfg, instruments[0], subpixel)
-        written.append(_export_one(model, reference, cfg, kind, fmt, quantize, instruments, path, descriptor, sha, graph_cfg))
+    with _writing_into(out_dir):  # first: a folder that cannot be written is said before the model is built
+        reference = build_keras(source)
+        # The export graph: same weights, exact ELU and sigmoid everywhere, and for LiteRT and TF the
+        # sub-pixel decoder (ONNX Runtime's ConvTranspose is fast: 176 ms per segment vs 224 ms
+        # sub-pixel, measured); each file is checked against the reference Keras model.
+        subpixel = fmt != "onnx"
+        keras_model = _export_graph(reference, cfg, subpixel)
+        sha = weights_sha256(source)
+        for suffix, instruments in targets:
+            stem = f"{name}-{kind}-{'fp32' if quantize == 'none' else quantize}{suffix}"
+            path = out_dir / (stem + metadata.EXTENSIONS[fmt])
+            model, graph_cfg = keras_model, cfg
+            if len(instruments) < len(cfg.instruments) and cfg.model_type != "unet.softmax_unet":
+                # Only this instrument's U-Net, so a SavedModel does not carry the others' weights
+                # (a softmax model needs every instrument's logits for each mask).
+                model, graph_cfg = _instrument_model(keras_model, cfg, instruments[0], subpixel)
+            args = (model, reference, cfg, kind, fmt, quantize, instruments, path, descriptor, sha, graph_cfg)
+            written.append(_export_one(*args))
     return written
+
+
+@contextlib.contextmanager
+def _writing_into(out_dir: Path) -> Iterator[None]:
+    """Make ``out_dir``; if the export fails, remove what it added there (and the folders it made),
+    and say a full disk or a refused write in one sentence."""
+    missing = [folder for folder in [out_dir, *out_dir.parents] if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = write_failure(error) or (error.strerror or str(error)).lower()
+        raise StemsepError(f"Cannot write the exported model to {out_dir}: {reason}.") from None
+    before = set(out_dir.iterdir())
+    try:
+        yield
+    except BaseException as error:
+        for entry in set(out_dir.iterdir()) - before:
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        for folder in missing:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        reason = write_failure(error)
+        if reason is not None:
+            raise StemsepError(f"Cannot write the exported model to {out_dir}: {reason}.") from None
+        raise
+
+
+def write_failure(error: BaseException) -> str | None:
+    """Why the disk refused a write ("no space left on device"...) when ``error`` is that, else None.
+    TensorFlow reports these as op errors (ResourceExhaustedError...) holding the system's text."""
+    if isinstance(error, OSError):
+        return os.strerror(error.errno).lower() if error.errno in WRITE_ERRNOS else None
+    if isinstance(error, tf.errors.OpError):
+        return next((os.strerror(n).lower() for n in WRITE_ERRNOS if os.strerror(n) in str(error)), None)
+    return None
 
 
 def _instrument_model(keras_model, cfg, instrument: str, subpixel: bool):
@@ -254,6 +292,8 @@ def _convert_tflite(saved: Path, quantize: str) -> bytes:
     try:
         model = converter.convert()
     except Exception as error:  # the converter raises ConverterError and others
+        if write_failure(error):
+            raise
         raise StemsepError(f"TFLite conversion failed ({str(error).strip().splitlines()[0][:200]}).") from None
     if quantize == "int8":
         return int8.weight_only(model)
@@ -270,6 +310,8 @@ def _convert_onnx(function, spec, path: Path, waveform_cfg=None) -> None:
     try:
         tf2onnx.convert.from_function(concrete, input_signature=[spec], opset=ONNX_OPSET, output_path=str(path))
     except Exception as error:  # tf2onnx raises many types
+        if write_failure(error):
+            raise
         raise StemsepError(f"ONNX conversion failed ({str(error).strip().splitlines()[0][:200]}).") from None
     if waveform_cfg is not None:
         import onnx
