@@ -113,6 +113,8 @@ UNWRITABLE = r"\((not a directory|permission denied|operation not permitted|read
 
 @pytest.mark.parametrize("backend", ["onnx", "keras"])
 def test_an_unwritable_cache_still_separates(tmp_path, small_model, unwritable_cache, backend):
+    if backend == "onnx" and unwritable_cache.is_file():
+        pytest.skip("test_engines prepares a model with a file as the cache")
     song = tmp_path / "song.wav"
     soundfile.write(song, music_like(1.0), 44100)
     out = tmp_path / "out"
