@@ -267,3 +267,22 @@ def test_export_into_a_folder_that_refuses_writes_is_one_sentence(tmp_path, smal
     result = runner.invoke(app, ["export", "-p", str(small_model), "--format", "tflite", "-o", str(out)])
     assert_one_sentence(result, f"Cannot write the exported model to {re.escape(str(out))}: {reason}\\.")
     assert not out.exists()
+
+
+def test_evaluation_and_comparison_folders_that_cannot_be_written_are_one_sentence(tmp_path, two_runs):
+    from stemsep.errors import StemsepError
+    from stemsep.evaluate.aggregate import load_run, write_comparison
+    from tests.test_evaluate import synthetic_stems, write_hq_track
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    write_hq_track(tmp_path / "data" / "test" / "t", synthetic_stems(0, 1.0))
+    result = runner.invoke(app, ["evaluate", "--mus_dir", str(tmp_path / "data"), "-o", str(blocker / "out")])
+    assert_one_sentence(result, f"Cannot write the evaluation to {re.escape(str(blocker / 'out'))} \\(not a directory\\)\\.")
+    runs = [load_run(two_runs / "run1"), load_run(two_runs / "run2")]
+    sentence = f"^Cannot write the comparison to {re.escape(str(blocker / 'cmp'))} \\(not a directory\\)\\.$"
+    with pytest.raises(StemsepError, match=sentence):
+        write_comparison(runs, blocker / "cmp")
+    table = write_comparison(runs, tmp_path / "cmp")
+    assert "| instrument | echo (run1) | echo (run2) |" in table
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["compare.csv", "compare.md", "compare_sdr_boxplot.png"]

@@ -172,6 +172,23 @@ def compare_markdown(runs: list[RunScores]) -> str:
     return "\n".join(lines)
 
 
+def write_comparison(runs: list[RunScores], output: Path) -> str:
+    """compare.md, compare.csv and compare_sdr_boxplot.png in ``output``; returns the Markdown table.
+    Runs with the same label are told apart by their folder's name."""
+    labels = [run.label for run in runs]
+    for run in runs:
+        if labels.count(run.label) > 1:
+            run.label = f"{run.label} ({run.folder.name})"
+    table = compare_markdown(runs)
+    try:
+        write_text_atomically(output / "compare.md", table)
+        write_text_atomically(output / "compare.csv", compare_csv(runs))
+        boxplot(runs, output / "compare_sdr_boxplot.png")
+    except OSError as error:
+        raise StemsepError(f"Cannot write the comparison to {output} ({(error.strerror or str(error)).lower()}).") from None
+    return table
+
+
 def compare_csv(runs: list[RunScores]) -> str:
     import pandas as pd
 

@@ -10,10 +10,11 @@ nothing and a re-run scores only what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,8 @@ def evaluate(
         raise StemsepError(f"{output} exists and is not a folder.")
     result = EvaluationResult(output)
     say = report or (lambda _: None)
-    _write_run_file(output, model, backend, quantization, mwf, subset, Path(mus_dir))
+    with _writing_into(output):
+        _write_run_file(output, model, backend, quantization, mwf, subset, Path(mus_dir))
     todo = []
     for track in tracks:
         if is_complete(_score_path(output, track)):
@@ -101,8 +103,18 @@ def evaluate(
         _separate_and_score(separator, todo, output, workers, result, say)
 
     if result.scored or result.skipped:
-        result.reports = write_reports(load_run(output, leave_out=result.failed))  # a failed track's file is older
+        with _writing_into(output):
+            result.reports = write_reports(load_run(output, leave_out=result.failed))  # a failed track's file is older
     return result
+
+
+@contextlib.contextmanager
+def _writing_into(output: Path) -> Iterator[None]:
+    """An unwritable output folder (a full disk, no permission, a file on the way) in one sentence."""
+    try:
+        yield
+    except OSError as error:
+        raise StemsepError(f"Cannot write the evaluation to {output} ({(error.strerror or str(error)).lower()}).") from None
 
 
 def _score_path(output: Path, track: Track) -> Path:
