@@ -286,3 +286,40 @@ def test_evaluation_and_comparison_folders_that_cannot_be_written_are_one_senten
     table = write_comparison(runs, tmp_path / "cmp")
     assert "| instrument | echo (run1) | echo (run2) |" in table
     assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["compare.csv", "compare.md", "compare_sdr_boxplot.png"]
+    compared = runner.invoke(
+        app, ["evaluate", "--compare", str(two_runs / "run1"), str(two_runs / "run2"), "-o", str(blocker / "c")]
+    )
+    assert_one_sentence(compared, f"Cannot write the comparison to {re.escape(str(blocker / 'c'))} \\(not a directory\\)\\.")
+
+
+def test_a_waveform_with_nan_is_refused_by_the_python_api(separator_2stems):
+    from stemsep.errors import StemsepError
+
+    wave = music_like(1.0)
+    wave[22050, 1] = np.nan
+    sentence = (
+        r"^The waveform has 1 sample that is not a finite number \(NaN or infinity\), at 0\.500 s; "
+        r"replace them before separating \(np\.nan_to_num, for example\)\.$"
+    )
+    with pytest.raises(StemsepError, match=sentence):
+        separator_2stems.separate(wave, 44100)
+
+
+def test_a_model_dir_folder_without_a_checkpoint_stops_instead_of_falling_back(tmp_path, official_2stems):
+    import shutil
+
+    broken = tmp_path / "models" / "2stems"
+    shutil.copytree(official_2stems, broken)
+    for index in broken.glob("*.index"):
+        index.unlink()
+    song = tmp_path / "song.wav"
+    soundfile.write(song, music_like(1.0), 44100)
+    result = runner.invoke(app, ["separate", "--model-dir", str(broken.parent), "-o", str(tmp_path / "out"), str(song)])
+    assert_one_sentence(
+        result,
+        re.escape(
+            f"{broken} (from --model-dir) holds no checkpoint (no model.index); complete or remove it, "
+            "or drop --model-dir to use the official 2stems model."
+        ),
+    )
+    assert not (tmp_path / "out").exists()

@@ -1,4 +1,4 @@
-"""Command line: ``stemsep separate|export|evaluate|train|dataset|models|serve|codecs|example``, Spleeter's options.
+"""Command line: ``stemsep separate|batch|export|evaluate|train|dataset|models|serve|codecs|example``, Spleeter's options.
 
 Only typer and rich are imported at start-up: TensorFlow loads when a model
 is, so ``--help`` and ``models`` answer at once.
@@ -192,6 +192,85 @@ def _separate_one(separator, path: Path, output_path: Path, output, offset: floa
 
 
 @app.command()
+def batch(
+    manifest: Annotated[
+        Path, typer.Argument(help="A folder (searched recursively for audio), a text file of paths, or a CSV with a path column.")
+    ],
+    output_path: OutputOption = Path("separated_audio"),
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray", help="auto, or a Ray cluster's HOST:PORT [default: a local Ray instance].", show_default=False),
+    ] = None,
+    params_filename: ParamsOption = "spleeter:2stems",
+    codec: CodecOption = "wav",
+    bitrate: BitrateOption = "128k",
+    filename_format: FilenameFormatOption = None,
+    bits: BitsOption = None,
+    clip: ClipOption = "clamp",
+    stems: StemsOption = None,
+    two_stems: TwoStemsOption = None,
+    keep_channels: KeepChannelsOption = False,
+    overwrite: OverwriteOption = False,
+    skip_existing: SkipExistingOption = False,
+    mwf: MwfOption = False,
+    model_dir: ModelDirOption = None,
+    backend: BackendOption = "onnx",
+    quantization: QuantizationOption = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also separate the songs that failed before.")] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout-s", help="Seconds one song may take; 0: no limit.")] = 1800.0,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Workers (models) [default: one per CPU of the cluster].", show_default=False)
+    ] = None,
+    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker", help="Ray CPUs each worker takes.")] = 1.0,
+) -> None:
+    """Separate a catalogue on a Ray cluster or this machine: resumable (OUTPUT/batch.sqlite3), longest songs first."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stemsep.separate.output import OutputOptions
+
+    try:  # every argument is checked before Ray starts
+        output = OutputOptions(
+            codec, bitrate, filename_format, bits, clip, stems_list(stems), two_stems, keep_channels, overwrite, skip_existing
+        )
+        try:
+            from stemsep.batch.progress import LineProgress, LiveProgress
+            from stemsep.batch.runner import BatchSettings, run_batch
+            from stemsep.batch.worker import ModelChoice
+        except ModuleNotFoundError as error:
+            if (error.name or "").split(".")[0] != "ray":
+                raise
+            raise StemsepError("stemsep batch needs Ray: pip install 'stemsep[batch]'.") from None
+        local = Path(params_filename)
+        model = ModelChoice(
+            str(local.absolute()) if local.exists() else params_filename,
+            mwf,
+            model_dir.absolute() if model_dir else None,
+            backend,
+            quantization,
+        )
+        destination = output_path.absolute()
+        settings = BatchSettings(
+            manifest,
+            destination,
+            output,
+            model,
+            ray_address=ray_address,
+            retry_failed=retry_failed,
+            timeout_s=timeout_s or None,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+        )
+        progress = LiveProgress() if sys.stderr.isatty() else LineProgress(lambda line: typer.echo(line, err=True))
+        summary = run_batch(settings, progress)
+    except StemsepError as error:
+        _err(str(error))
+        raise typer.Exit(1) from None
+    for line in summary.lines():
+        typer.echo(line)
+    if not summary.complete:
+        raise typer.Exit(1)
+
+
+@app.command()
 def export(
     params_filename: ParamsOption = "spleeter:2stems",
     fmt: Annotated[str, typer.Option("--format", help="tflite, onnx or savedmodel.")] = "tflite",
@@ -282,20 +361,11 @@ def evaluate(
 
 
 def _compare(folders: list[Path], output_path: Path) -> None:
-    from stemsep.evaluate.aggregate import boxplot, compare_csv, compare_markdown, load_run
-    from stemsep.files import write_text_atomically
+    from stemsep.evaluate.aggregate import load_run, write_comparison
 
     if len(folders) < 2:
         raise StemsepError("--compare needs at least two evaluation folders.")
-    runs = [load_run(folder) for folder in folders]
-    labels = [run.label for run in runs]
-    for run in runs:  # two runs of the same model get told apart by their folders
-        if labels.count(run.label) > 1:
-            run.label = f"{run.label} ({run.folder.name})"
-    table = compare_markdown(runs)
-    write_text_atomically(output_path / "compare.md", table)
-    write_text_atomically(output_path / "compare.csv", compare_csv(runs))
-    boxplot(runs, output_path / "compare_sdr_boxplot.png")
+    table = write_comparison([load_run(folder) for folder in folders], output_path)
     typer.echo(table)
     typer.echo(f"Written to {output_path}: compare.md, compare.csv, compare_sdr_boxplot.png")
 

@@ -121,9 +121,27 @@ def download_release(name: str, destination: Path) -> Path:
     return destination
 
 
+def _refuse_broken_user_folder(name: str, model_dir: Path | None) -> None:
+    """A model folder the user pointed at (--model-dir, $MODEL_PATH) without a checkpoint stops the run.
+
+    Falling back to the cached official model would separate with weights the user did not ask for.
+    """
+    named = [(model_dir, "--model-dir")] if model_dir is not None else []
+    if os.environ.get("MODEL_PATH"):
+        named.append((Path(os.environ["MODEL_PATH"]), "MODEL_PATH"))
+    for root, how in named:
+        folder = root / name
+        if folder.is_dir() and not has_checkpoint(folder):
+            raise StemsepError(
+                f"{folder} (from {how}) holds no checkpoint (no model.index); complete or remove it, "
+                f"or drop {how} to use the official {name} model."
+            )
+
+
 def resolve_pretrained(name: str, model_dir: Path | None = None) -> Path:
     """A folder holding the official checkpoint of preset ``name``."""
     cached = pretrained_cache(name)
+    _refuse_broken_user_folder(name, model_dir)
     for folder in [*local_candidates(name, model_dir), *([_FOR_THIS_RUN[cached]] if cached in _FOR_THIS_RUN else [])]:
         if has_checkpoint(folder):
             return folder

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from stemsep.audio.decode import probe, stream_audio, to_stereo
+from stemsep.audio.decode import check_finite, probe, stream_audio, to_stereo
 from stemsep.audio.encode import parse_bitrate
 from stemsep.errors import StemsepError
 from stemsep.separate.engine import DEFAULT_BACKEND, Engine, load_engine
@@ -65,6 +65,7 @@ class Separator:
             wave = wave[:, None]
         if wave.ndim != 2 or wave.shape[0] == 0:
             raise StemsepError("The waveform must be a non-empty [samples, channels] array.")
+        check_finite(wave[:, :2], "The waveform", rate, remedy="replace them before separating (np.nan_to_num, for example)")
         wave = to_stereo(wave)
         if rate != self.config.sample_rate:
             wave = soxr.resample(wave, rate, self.config.sample_rate, quality="HQ")
