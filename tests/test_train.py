@@ -308,14 +308,15 @@ def test_spleeter_test_train_config_trains_then_its_model_separates(n_channels, 
 
     monkeypatch.setenv("STEMSEP_CACHE", str(tmp_path / "stemsep-cache"))
     write_spleeter_test_dataset(tmp_path, n_channels)
-    config = spleeter_test_config(tmp_path, n_channels)
+    config = spleeter_test_config(tmp_path, n_channels, train_max_steps=2)  # the reference runs 10: ~1 s each here
     result = train(TrainSettings(config, tmp_path, export_savedmodel=False), report=lambda line: None)
     model_dir = tmp_path / f"model_{n_channels}"
-    assert result.last_step == 10 and (model_dir / "model.weights.h5").is_file()
+    assert result.last_step == 2 and (model_dir / "model.weights.h5").is_file()
     assert len(result.validation_losses) == 1 and np.isfinite([loss for _, loss in result.losses]).all()
 
-    # The default engine (ONNX) for the mono model, Keras for the stereo one; the config names the
-    # model, as `-p config.json` does. Stems are stereo either way (the reference's U-Net makes two masks).
+    # The default engine (ONNX) for the mono model, Keras for the stereo one (and for a mono model in
+    # test_model's reference test); the config names the model, as `-p config.json` does. Stems are
+    # stereo either way: the reference's U-Net makes two masks.
     backend = "onnx" if n_channels == 1 else "keras"
     song = synth_track(42, 3.0)["mixture"]
     separator = Separator(str(config), backend=backend)
@@ -324,10 +325,6 @@ def test_spleeter_test_train_config_trains_then_its_model_separates(n_channels, 
         stems = separator.separate(wave, 44100)
         assert {name: s.shape for name, s in stems.items()} == {"vocals": (len(song), 2), "other": (len(song), 2)}
         assert all(np.isfinite(s).all() and np.abs(s).max() > 1e-3 for s in stems.values())
-    if n_channels == 1:  # the Keras engine on the model folder gives the same mono-model stems
-        keras_stems = Separator(str(model_dir), backend="keras").separate(song[:, 0], 44100)
-        for name, stem in stems.items():
-            np.testing.assert_allclose(keras_stems[name], stem, atol=1e-4)
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()
