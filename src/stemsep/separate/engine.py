@@ -10,6 +10,10 @@ does everything else. Engines, by ``--backend``:
   the model once and caches the result (``separate.prepared``); ``-p`` a
   folder made by ``stemsep export``: its files as they are.
 - ``keras``: the Keras U-Net as a compiled TensorFlow graph (``model.loader``).
+- ``jax``: the Keras U-Net under ``jax.jit`` on a GPU (``--device gpu``) or
+  JAX's CPU (``separate.gpu``); this engine also runs the STFT, masks and
+  inverse STFT on its device (``stream_stems``), which ``Separator`` uses
+  in place of ``separate.stream``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 from stemsep.config import ModelConfig
 from stemsep.errors import StemsepError
 
-BACKENDS = ("onnx", "litert", "keras")
+BACKENDS = ("onnx", "litert", "keras", "jax")
 DEFAULT_BACKEND = "onnx"
 
 
@@ -45,17 +49,22 @@ def load_engine(
     model_dir: Path | None = None,
     quantization: str | None = None,
     threads: int | None = None,
+    precision: str = "fp32",
 ) -> Engine:
     """The engine that runs ``model`` (a preset, config, model folder or exported folder) on ``backend``."""
     check_backend(backend)
     from stemsep.runtime.exported import is_exported_folder, load_exported
 
     if is_exported_folder(Path(model)):
-        if backend == "keras":
+        if backend in ("keras", "jax"):
             raise StemsepError(f"{model} holds exported models: run it with --backend onnx or litert.")
         return load_exported(Path(model), backend, quantization, threads)
     if quantization not in (None, "none"):
         raise StemsepError("--quantization picks a file of a folder made by `stemsep export`; pass that folder with -p.")
+    if backend == "jax":
+        from stemsep.separate.gpu.engine import load_jax_engine
+
+        return load_jax_engine(model, model_dir, precision)
     if backend == "keras":
         from stemsep.model.loader import load_model
 

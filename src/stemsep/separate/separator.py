@@ -36,13 +36,21 @@ class Separator:
         chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
         backend: str = DEFAULT_BACKEND,
         quantization: str | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
         """``model``: a preset, a config.json, a model folder, or a folder made by ``stemsep export``.
         ``backend``: onnx (default) or litert run it without TensorFlow (a model's first use converts
-        it once), keras runs the Keras U-Net with TensorFlow; see ``separate.engine``."""
+        it once), keras runs the Keras U-Net with TensorFlow, jax the JAX engine; see ``separate.engine``.
+        ``device``: cpu (``backend`` as it is), gpu (the JAX engine on a GPU) or auto (the GPU when JAX
+        sees one); ``precision``: fp32 or bf16 (the JAX engine's U-Nets); see ``separate.gpu.device``."""
         if chunk_segments < 1:
             raise StemsepError("chunk_segments must be at least 1.")
-        self.model: Engine = load_engine(model, backend, Path(model_dir) if model_dir else None, quantization)
+        from stemsep.separate.gpu.device import resolve_backend
+
+        backend = resolve_backend(device, backend, precision)
+        model_folder = Path(model_dir) if model_dir else None
+        self.model: Engine = load_engine(model, backend, model_folder, quantization, precision=precision)
         self.config = self.model.config
         self.mwf = mwf
         self.chunk_segments = chunk_segments
@@ -53,6 +61,9 @@ class Separator:
 
     def stream(self, blocks: Iterable[np.ndarray], progress: Progress | None = None) -> Iterator[list[np.ndarray]]:
         """Stereo float32 blocks at the model rate in; per-instrument blocks out, same length in total."""
+        device_stream = getattr(self.model, "stream_stems", None)  # an engine that runs the whole path on its device
+        if device_stream is not None:
+            return device_stream(blocks, self.mwf, progress)
         return stream_stems(self.model, blocks, self.mwf, self.chunk_segments, progress)
 
     # -- arrays --------------------------------------------------------------
