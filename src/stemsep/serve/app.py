@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mimetypes
 import re
 import secrets
 import sys
@@ -44,6 +45,9 @@ from stemsep.serve.jobs import JobStore
 from stemsep.serve.settings import ServeSettings
 from stemsep.serve.upload import RefusalError
 from stemsep.serve.workers import QueueFullError, WorkerPool
+
+# Module scripts need a JavaScript type; some systems (Windows registries) map .js to text/plain.
+mimetypes.add_type("text/javascript", ".js")
 
 log = logging.getLogger("stemsep.serve")
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
