@@ -189,10 +189,13 @@ class SeparationModel:
         try:
             folder.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        except OSError:
+            return module.separate  # a read-only cache only costs this build next time
+        try:
             tf.saved_model.save(module, str(staging))
             os.replace(staging, folder)
-        except OSError:
-            pass  # a read-only cache only costs this build next time
+        except (OSError, tf.errors.OpError):  # a full disk, or another process stored it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
         return module.separate
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
