@@ -21,6 +21,7 @@ from stemsep.cli_options import (
     BitsOption,
     ClipOption,
     CodecOption,
+    DeviceOption,
     FilenameFormatOption,
     KeepChannelsOption,
     ModelDirOption,
@@ -28,6 +29,7 @@ from stemsep.cli_options import (
     OutputOption,
     OverwriteOption,
     ParamsOption,
+    PrecisionOption,
     QuantizationOption,
     RecursiveOption,
     SkipExistingOption,
@@ -80,6 +82,8 @@ def separate(
     ] = None,
     backend: BackendOption = "onnx",
     quantization: QuantizationOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Separate audio files (or every audio file in folders) into one file per instrument."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -97,7 +101,15 @@ def separate(
         from stemsep.separate import Separator
         from stemsep.separate.batch import plan_outputs
 
-        separator = Separator(params_filename, mwf=mwf, model_dir=model_dir, backend=backend, quantization=quantization)
+        separator = Separator(
+            params_filename,
+            mwf=mwf,
+            model_dir=model_dir,
+            backend=backend,
+            quantization=quantization,
+            device=device,
+            precision=precision,
+        )
         stdin_name = (name or "stdin") if inputs.from_stdin else None
         plan_outputs(separator, inputs.songs, output_path, output, stdin_name)
     except StemsepError as error:
@@ -131,10 +143,9 @@ def _separate_batch(separator, inputs, output_path: Path, output, offset: float,
         _err(reason)
     total = len(inputs.songs) + len(inputs.problems)
     skipped = 0
-    for path in inputs.songs:
-        try:
-            result = _separate_one(separator, path, output_path, output, offset, duration)
-        except Exception as error:
+    for path, result in _separated(separator, inputs.songs, output_path, output, offset, duration):
+        if isinstance(result, Exception):
+            error = result
             reason = describe(error) if isinstance(error, StemsepError) else f"unexpected {describe(error)}"
             failures.append((path, reason))
             _err(reason if isinstance(error, StemsepError) else f"{path}: {reason}")
@@ -153,6 +164,20 @@ def _separate_batch(separator, inputs, output_path: Path, output, offset: float,
             for path, reason in failures:
                 typer.echo(f"  {path}: {reason}", err=True)
         raise typer.Exit(1)
+
+
+def _separated(separator, paths: list[Path], output_path: Path, output, offset: float, duration: float | None):
+    """(path, its result or the exception it raised) per input: several at once on an engine that batches files."""
+    from stemsep.separate.gpu.files import runs_files_together, separate_files
+
+    if runs_files_together(separator) and len(paths) > 1:
+        yield from separate_files(separator, paths, output_path, output, (offset, duration))
+        return
+    for path in paths:
+        try:
+            yield path, _separate_one(separator, path, output_path, output, offset, duration)
+        except Exception as error:
+            yield path, error
 
 
 def _report(label: str, result) -> None:
@@ -440,15 +465,20 @@ def train(
     export_savedmodel: Annotated[
         bool, typer.Option("--savedmodel/--no-savedmodel", help="Export SavedModels at the end.")
     ] = True,
+    device: DeviceOption = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="keras (TensorFlow) or jax (JAX's default device).")] = "keras",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Train (or fine-tune) a U-Net on a dataset in the reference's CSV format."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stemsep.train.jax_loop import train_on
     from stemsep.train.loop import TrainSettings
-    from stemsep.train.loop import train as run_training
 
     settings = TrainSettings(params_filename, data, resume, init, strategy, mixed_precision, max_steps, keep, export_savedmodel)
     try:
-        result = run_training(settings, report=typer.echo)
+        if backend not in ("keras", "jax"):
+            raise StemsepError(f"Unknown training backend {backend!r}; choose keras or jax.")
+        result = train_on(settings, device, backend, precision, report=typer.echo)
     except StemsepError as error:
         _err(str(error))
         raise typer.Exit(1) from None

@@ -29,13 +29,22 @@ BackendOption = Annotated[
     typer.Option(
         "--backend",
         help="onnx or litert: no TensorFlow (a model's first use converts it once, or -p a folder made by `stemsep export`); "
-        "keras: TensorFlow.",
+        "keras: TensorFlow; jax: the JAX engine on JAX's default device.",
     ),
 ]
 QuantizationOption = Annotated[
     str | None, typer.Option("--quantization", help="litert: none, fp16, int8, int8-dynamic; onnx: none.", show_default=False)
 ]
 MwfOption = Annotated[bool, typer.Option("--mwf", help="Multichannel Wiener filtering instead of ratio masks.")]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="cpu: --backend's engine; gpu: the JAX engine on a GPU (pip install 'stemsep[gpu]'); "
+        "auto: the GPU when JAX sees one.",
+    ),
+]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="The JAX engine's U-Nets: fp32 or bf16.")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Processes [default: one per core].", show_default=False)]
 
 

@@ -1,0 +1,252 @@
+"""`stemsep train` on Keras 3's JAX backend (``--device gpu`` or ``--backend jax``), without TensorFlow.
+
+The same run as ``train.loop``: the same config keys, CSVs and spectrogram
+cache (``train.dataset``), the batch of step s drawn from (random_seed, s),
+the U-Net called with ``training=False``, the loss summed over instruments,
+Adam at ``learning_rate``; the same ``model_dir`` (``config.json`` +
+``model.weights.h5`` at every checkpoint, ``train_log.csv``, TensorBoard
+scalars in ``logs/``). What differs is the step: one ``jax.jit`` of
+``stateless_call`` + ``jax.value_and_grad`` + ``optimizer.stateless_apply``,
+the weights and Adam's moments donated (updated in place on the device),
+batches made ahead by CPU threads (``train.jax_data``), and each step's loss
+read one step later so the host never stalls the device.
+
+Checkpoints are ``.npz`` files keyed as TensorFlow's (``train.jax_checkpoint``):
+a run resumes from the latest checkpoint of either backend. From scratch, the
+first weights come from each backend's own random generator (they differ
+between backends); with ``--init`` both start from the same weights, and
+their losses agree (tests/test_jax_backend.py). ``bf16`` computes the U-Nets
+in bfloat16 with float32 weights (Keras' ``mixed_bfloat16``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stemsep.config import ModelConfig, TrainingConfig, load_config_file
+from stemsep.errors import StemsepError
+from stemsep.separate.gpu.device import JAX_BACKEND, resolve_backend, use_jax
+from stemsep.train import jax_checkpoint
+from stemsep.train.dataset import ChunkPlan, StepSampler, build_cache, read_dataset_csv, validation_arrays
+from stemsep.train.jax_data import device_batches
+from stemsep.train.jax_events import EventWriter
+from stemsep.train.loop import LOG_NAME, Report, TrainResult, TrainSettings, _resolve, _save_model, _TrainLog
+
+_HELD = "{} already holds a training run: pass --resume to continue it, or another model_dir."
+
+
+def train_on(settings: TrainSettings, device: str, backend: str, precision: str, report: Report = print) -> TrainResult:
+    """Train on the engine ``device`` and ``backend`` choose: JAX, or TensorFlow (``train.loop``)."""
+    backend = resolve_backend(device, backend if backend == JAX_BACKEND else "keras", precision)
+    if backend == JAX_BACKEND:
+        return train(settings, precision, report)
+    from stemsep.train.loop import train as train_tensorflow
+
+    cfg = load_config_file(settings.config_path)
+    params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
+    checkpoints = _resolve(cfg.model_dir or "model", Path.cwd()) / "checkpoints"
+    if not settings.resume and (checkpoints / jax_checkpoint.POINTER).exists():
+        raise StemsepError(_HELD.format(checkpoints.parent))
+    if settings.resume:  # a run the JAX trainer saved last continues from its checkpoint
+        converted = jax_checkpoint.to_tensorflow(checkpoints, cfg, params.learning_rate, settings.keep)
+        if converted is not None:
+            report(f"Converted {converted.path.name} (JAX) to a TensorFlow checkpoint.")
+    return train_tensorflow(settings, report)
+
+
+def train(settings: TrainSettings, precision: str = "fp32", report: Report = print) -> TrainResult:
+    """``train.loop.train`` on the JAX backend (JAX's default device: a GPU when there is one)."""
+    if settings.strategy not in ("auto", "default"):
+        raise StemsepError(f"--strategy {settings.strategy} is TensorFlow's; the JAX trainer runs on one device.")
+    if settings.mixed_precision:
+        raise StemsepError("--mixed-precision is TensorFlow's float16; the JAX trainer takes --precision bf16.")
+    keras = use_jax()
+    run = _Run.prepare(settings, report)
+    keras.utils.set_random_seed(run.params.random_seed)
+    model = _build_model(run.cfg, settings.init, precision)
+    optimizer = keras.optimizers.Adam(learning_rate=run.params.learning_rate)
+    optimizer.build(model.trainable_variables)
+    variables = jax_checkpoint.state_variables(model, optimizer)
+    first_step = 0
+    if settings.resume:
+        saved = jax_checkpoint.latest(run.checkpoints)
+        first_step = jax_checkpoint.restore(saved.read(), variables, str(saved.path))
+        report(f"Resumed from {saved.path} at step {first_step}.")
+    run.model_dir.mkdir(parents=True, exist_ok=True)
+    log = _TrainLog(run.model_dir / LOG_NAME, first_step)
+    if first_step == 0:
+        _save_model(model, run.cfg, run.model_dir)  # step 0 is a usable model too (the --init weights as they are)
+    steps = _Steps(model, optimizer, run.params.loss == "rmse")
+    result = steps.loop(run, first_step, log, variables, report)
+    if settings.export_savedmodel and result.last_step > first_step:
+        report(f"SavedModels need TensorFlow: make them with `stemsep export -p {run.model_dir} --format savedmodel`.")
+    return result
+
+
+class _Run:
+    """What a run reads and writes: config, training parameters, folders, data."""
+
+    def __init__(self, settings: TrainSettings, cfg: ModelConfig, params: TrainingConfig) -> None:
+        self.settings, self.cfg, self.params = settings, cfg, params
+        self.model_dir = _resolve(cfg.model_dir or "model", Path.cwd())
+        self.checkpoints = self.model_dir / "checkpoints"
+        self.max_steps = params.train_max_steps if settings.max_steps is None else settings.max_steps
+
+    @classmethod
+    def prepare(cls, settings: TrainSettings, report: Report) -> _Run:
+        cfg = load_config_file(settings.config_path)
+        params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
+        if not params.train_csv:
+            raise StemsepError(
+                f"{settings.config_path} has no train_csv: training needs the dataset CSV "
+                f"({params.mix_name}_path, <instrument>_path..., duration)."
+            )
+        run = cls(settings, cfg, params)
+        held = jax_checkpoint.latest(run.checkpoints) is not None
+        if held and not settings.resume:
+            raise StemsepError(_HELD.format(run.model_dir))
+        if settings.resume and not held:
+            raise StemsepError(f"Nothing to resume in {run.model_dir}: it holds no checkpoint.")
+        run.load_data(report)
+        return run
+
+    def load_data(self, report: Report) -> None:
+        cfg, params, cwd, root = self.cfg, self.params, Path.cwd(), Path(self.settings.dataset_root)
+        report("Preparing spectrograms (cached after the first run)...")
+        entries = read_dataset_csv(_resolve(params.train_csv, cwd), root, cfg.instruments, params.mix_name)
+        training = build_cache(entries, cfg, _resolve(params.training_cache, cwd), ChunkPlan.for_training(params), report)
+        self.sampler = StepSampler(training, cfg, params.batch_size, params.random_seed)
+        self.validation = None
+        if params.validation_csv:
+            entries = read_dataset_csv(_resolve(params.validation_csv, cwd), root, cfg.instruments, params.mix_name)
+            held_out = build_cache(entries, cfg, _resolve(params.validation_cache, cwd), ChunkPlan.for_validation(), report)
+            self.validation = validation_arrays(held_out, cfg)
+        songs = 0 if self.validation is None else len(self.validation[0])
+        report(f"{len(training)} training chunks, {songs} validation songs.")
+
+
+class _Steps:
+    """The jitted training and validation steps of a model and its optimizer."""
+
+    def __init__(self, model, optimizer, rmse: bool) -> None:
+        import jax
+
+        self.model, self.optimizer, self.rmse = model, optimizer, rmse
+        self.train_step = jax.jit(self._train_step, donate_argnums=(0, 1))
+        self.loss = jax.jit(self._loss)
+
+    def _loss(self, trainable, non_trainable, mix, sources):
+        import jax.numpy as jnp
+
+        # training=False as the reference: BatchNorm on its fixed statistics, dropout off (SPEC.md).
+        outputs, _ = self.model.stateless_call(trainable, non_trainable, mix, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        total = 0.0
+        for estimate, source in zip(outputs, sources):
+            difference = estimate.astype(jnp.float32) - source  # a mono model's stereo estimates broadcast
+            total += jnp.sqrt(jnp.mean(jnp.square(difference))) if self.rmse else jnp.mean(jnp.abs(difference))
+        return total
+
+    def _train_step(self, trainable, optimizer_state, non_trainable, mix, sources):
+        import jax
+
+        loss, gradients = jax.value_and_grad(self._loss)(trainable, non_trainable, mix, sources)
+        trainable, optimizer_state = self.optimizer.stateless_apply(optimizer_state, gradients, trainable)
+        return trainable, optimizer_state, loss
+
+    def loop(self, run: _Run, first_step: int, log: _TrainLog, variables: dict, report: Report) -> TrainResult:
+        model, optimizer = self.model, self.optimizer
+        state = _State(model, optimizer)
+        params, max_steps = run.params, run.max_steps
+        events = EventWriter(run.model_dir / "logs")
+        result = TrainResult(run.model_dir, first_step, first_step, [], [], 0.0)
+        started = time.perf_counter()
+        window: list[float] = []
+        previous = None  # (step, loss on the device): read after the next step is dispatched
+        current = first_step
+        for mix, sources in device_batches(run.sampler, first_step, max_steps):
+            state.trainable, state.optimizer, loss = self.train_step(state.trainable, state.optimizer, state.fixed, mix, sources)
+            current += 1
+            finished = [previous] if previous else []
+            previous = (current, loss)
+            if current % params.save_summary_steps == 0 or current % params.save_checkpoints_steps == 0 or current == max_steps:
+                finished, previous = [*finished, previous], None
+            for step, value in finished:
+                value = float(value)
+                window.append(value)
+                result.losses.append((step, value))
+                result.step_ends.append(time.perf_counter())
+                log.write(step, value)
+            if current % params.save_summary_steps == 0 or current == max_steps:
+                rate = (current - first_step) / (time.perf_counter() - started)
+                report(f"step {current}/{max_steps}  loss {np.mean(window):.5f}  ({rate:.2f} steps/s)")
+                events.scalar("loss", float(np.mean(window)), current)
+                window = []
+            if current % params.save_checkpoints_steps == 0 or current == max_steps:
+                state.store()
+                validation = self.validation_loss(run, state)
+                if validation is not None:
+                    result.validation_losses.append((current, validation))
+                    log.write(current, None, validation)
+                    events.scalar("validation_loss", validation, current)
+                    report(f"step {current}  validation loss {validation:.5f}")
+                jax_checkpoint.write(run.checkpoints, jax_checkpoint.capture(variables, current), run.settings.keep)
+                _save_model(model, run.cfg, run.model_dir)
+        result.last_step = current
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def validation_loss(self, run: _Run, state: _State) -> float | None:
+        if run.validation is None:
+            return None
+        mix, *sources = run.validation
+        size = run.params.batch_size
+        values = [
+            float(self.loss(state.trainable, state.fixed, mix[i : i + size], tuple(s[i : i + size] for s in sources)))
+            for i in range(0, len(mix), size)
+        ]
+        return float(np.mean(values))
+
+
+class _State:
+    """The variables' values as device arrays while the jitted steps update them; ``store`` puts them back
+    into the Keras variables (for checkpoints and ``model.weights.h5``)."""
+
+    def __init__(self, model, optimizer) -> None:
+        self.model, self.optimizer_object = model, optimizer
+        self.trainable = [v.value for v in model.trainable_variables]
+        self.fixed = [v.value for v in model.non_trainable_variables]
+        self.optimizer = [v.value for v in optimizer.variables]
+
+    def store(self) -> None:
+        for variable, value in zip(self.model.trainable_variables, self.trainable):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer_object.variables, self.optimizer):
+            variable.assign(value)
+
+
+def _build_model(cfg: ModelConfig, init: str | None, precision: str):
+    """The config's U-Net on JAX, from scratch or with ``--init``'s weights (a preset, config or model folder)."""
+    from stemsep.model.loader import resolve_source
+    from stemsep.model.unet import copy_weights_by_name
+    from stemsep.separate.gpu.unets import build_model, load_weights
+
+    model = build_model(cfg, precision)
+    if init is None:
+        return model
+    source = resolve_source(init)
+    if source.config.instruments != cfg.instruments:
+        raise StemsepError(
+            f"--init {init} separates {', '.join(source.config.instruments)}; "
+            f"the config trains {', '.join(cfg.instruments)}: they must be the same."
+        )
+    pretrained = build_model(source.config)
+    load_weights(pretrained, source)
+    try:
+        copy_weights_by_name(model, pretrained)
+    except ValueError as error:
+        raise StemsepError(f"--init {init}: {error}.") from None
+    return model
