@@ -14,10 +14,12 @@ from __future__ import annotations
 import time
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorDiedError, RayActorError
 
 from stemsep.batch.worker import ModelChoice, RemoteWorker
 from stemsep.errors import StemsepError
+
+REST_S = 5.0  # between two ``ready`` calls to an actor Ray is still restarting
 
 
 class WorkerPool:
@@ -29,6 +31,7 @@ class WorkerPool:
         self.idle: list = []
         self.waiting: dict = {}
         self.nodes: dict = {}  # actor -> the node it last answered from
+        self.resting: dict = {}  # actor -> when to ask it again (it was restarting)
         for actor in self.actors:
             self.recover(actor)
         self.notes: list[str] = []
@@ -42,9 +45,12 @@ class WorkerPool:
         actor = self.waiting.pop(ref)
         try:
             node, problem = ray.get(ref)
-        except RayActorError as error:  # dead for good: not restarted
+        except ActorDiedError as error:  # dead for good: not restarted
             self.notes.append(f"A worker was lost for good ({type(error).__name__}).")
             self.actors.remove(actor)
+            return
+        except RayActorError:  # still restarting (its node is gone: it waits for room elsewhere)
+            self.resting[actor] = time.monotonic() + REST_S
             return
         if problem is not None:
             self.actors.remove(actor)
@@ -56,11 +62,24 @@ class WorkerPool:
         self.nodes[actor] = node
         self.idle.append(actor)
 
+    def wake(self) -> None:
+        """Ask the resting actors again whether they are back."""
+        now = time.monotonic()
+        for actor in [actor for actor, when in self.resting.items() if when <= now]:
+            del self.resting[actor]
+            self.recover(actor)
+
+    @property
+    def starting(self) -> bool:
+        """Whether some actor may still come (back): it is loading, or Ray is restarting it."""
+        return bool(self.waiting or self.resting)
+
     def first(self, wait_s: float):
         """The first actor to load its model (to plan the outputs with), left idle."""
         deadline = time.monotonic() + wait_s
         while not self.idle:
-            if not self.waiting or time.monotonic() > deadline:
+            self.wake()
+            if not self.starting or time.monotonic() > deadline:
                 raise StemsepError(
                     f"No worker started within {wait_s:.0f} s: the cluster has no free CPU for one, "
                     "or cannot start Python workers (see `ray status`)."

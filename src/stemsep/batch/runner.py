@@ -127,7 +127,7 @@ class _Run:
     def __init__(self, settings: BatchSettings, table: ResultsTable, run: int, progress: BatchProgress) -> None:
         self.settings, self.table, self.run, self.progress = settings, table, run, progress
         self.flights: dict = {}  # ObjectRef -> _Flight
-        self.queue: list[Row] = []
+        self.queue: list[Row] = []  # shortest first: pop() takes the longest
         self.tally = Tally()
 
     def separate(self, songs: list[Path], todo: list[Row]) -> str | None:
@@ -140,7 +140,7 @@ class _Run:
         self._plan(songs, todo, self.pool.first(START_WAIT_S))
         unreadable = self._probe(todo)
         self.tally = Tally(files=len(todo), audio_s=sum(row.duration_s or 0.0 for row in todo))
-        self.queue = sorted((row for row in todo if row.path not in unreadable), key=_longest_first)
+        self.queue = sorted((row for row in todo if row.path not in unreadable), key=_shortest_first)
         self.progress.start(self.tally)
         try:
             for row in todo:
@@ -177,17 +177,16 @@ class _Run:
         pool, no_worker_since = self.pool, None
         while self.queue or self.flights:
             while pool.idle and self.queue:
-                self._send(pool.idle.pop(), self.queue.pop(0))
+                self._send(pool.idle.pop(), self.queue.pop())
             if not self.flights and not pool.idle:
                 no_worker_since = no_worker_since or time.monotonic()
-                if not pool.waiting:
+                if not pool.starting:
                     return "No worker is left (their model did not load where they restarted); re-run to separate the rest."
                 if time.monotonic() - no_worker_since > START_WAIT_S:
                     return f"No worker was back within {START_WAIT_S:.0f} s (nodes lost); re-run to separate the rest."
             else:
                 no_worker_since = None
-            ready, _ = ray.wait([*self.flights, *pool.waiting], num_returns=1, timeout=POLL_S)
-            for ref in ready:
+            for ref in _first_answers([*self.flights, *pool.waiting]):
                 if ref in pool.waiting:
                     pool.answered(ref)
                 else:
@@ -195,6 +194,7 @@ class _Run:
             for note in pool.notes:
                 self.progress.note(note)
             pool.notes.clear()
+            pool.wake()
             self._stop_overdue()
         return None
 
@@ -230,6 +230,8 @@ class _Run:
         self.table.finish_failed(row.path, sentence, node, self.run, seconds)
         self.tally.count(row.duration_s, False)
         line = f"{row.path}: failed{f' on {node}' if node else ''}: {sentence}"
+        if sentence.startswith(str(row.path)):  # stemsep's sentences name the file already
+            line = f"failed{f' on {node}' if node else ''}: {sentence}"
         self.progress.update(self.tally, line)
         self.progress.note(line)
 
@@ -246,7 +248,7 @@ class _Run:
             return
         self.table.requeue(row.path, reason)
         self.progress.note(f"{row.path}: {reason}; separating it again.")
-        self.queue.insert(0, row)  # a redo goes first: the longest songs were sent first already
+        self.queue.append(row)  # a redo goes next: the longest songs were sent first already
 
     def _stop_overdue(self) -> None:
         """A worker past --timeout-s and a grace (stuck outside the pipeline: a hung read) is killed."""
@@ -260,8 +262,16 @@ class _Run:
                 self.pool.kill(flight.actor)
 
 
-def _longest_first(row: Row) -> float:
-    return -(row.duration_s if row.duration_s is not None else float("inf"))  # unknown lengths may be long: first
+def _shortest_first(row: Row) -> float:
+    return row.duration_s if row.duration_s is not None else float("inf")  # unknown lengths may be long: sent first
+
+
+def _first_answers(refs: list) -> list:
+    """The calls that answered within POLL_S (at least the first one to)."""
+    if not refs:
+        time.sleep(POLL_S)
+        return []
+    return ray.wait(refs, num_returns=1, timeout=POLL_S)[0]
 
 
 def _duration(path: Path) -> float | str | None:

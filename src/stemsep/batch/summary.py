@@ -75,7 +75,7 @@ class BatchSummary:
             out.append(f"{self.pending} song(s) pending: re-run to separate them.")
         if self.failures:
             out.append(f"{len(self.failures)} failure(s) (--retry-failed tries them again):")
-            out += [f"  {path}: {reason}" for path, reason in self.failures]
+            out += [f"  {reason if reason.startswith(str(path)) else f'{path}: {reason}'}" for path, reason in self.failures]
         return out
 
 
