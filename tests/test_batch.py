@@ -47,8 +47,14 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+# Ray's token authentication off: a local ray.init() would otherwise write ~/.ray/auth_token, which every
+# later `ray start` on this machine then requires.
+RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stemsep.cli", *args], capture_output=True, text=True, cwd=REPO, **kwargs)
+    command = [sys.executable, "-m", "stemsep.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=RAY_ENV, **kwargs)
 
 
 def table_rows(output: Path) -> dict[str, tuple]:
@@ -169,39 +175,45 @@ class LocalCluster:
     nodes take 127.0.0.2 and 127.0.0.3: loopback too, and two node addresses to tell them apart.
     """
 
-    HEAD, WORKER = "127.0.0.2", "127.0.0.3"
+    HEAD, WORKER = "127.0.0.2", "127.0.0.3"  # worker node k: 127.0.0.(3+k)
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1, pin_cores: bool = False) -> None:
+        """``pin_cores``: each node's processes on a core of their own (taskset), for benchmarks."""
         self.root = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths are limited
-        ports = free_ports(8)
-        self.port, self.worker_manager_port = ports[0], ports[1]
+        ports = iter(free_ports(4 + 2 * workers))
+        self.port = next(ports)
         self.env = {
-            **os.environ,
-            "RAY_USAGE_STATS_ENABLED": "0",
+            **RAY_ENV,
             # A lost node is noticed in ~5 s instead of ~30 s (defaults: every 3 s, 5 misses).
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_timeout_ms": "2000",
             "RAY_health_check_failure_threshold": "4",
         }
-        self.head_args = [
+        head = [
             "--head", "--node-ip-address", self.HEAD, "--port", str(self.port), "--num-cpus", "1",
-            "--include-dashboard", "false", "--dashboard-port", str(ports[2]), "--ray-client-server-port", str(ports[3]),
-            "--dashboard-agent-listen-port", str(ports[4]), "--temp-dir", str(self.root / "head"),
+            "--include-dashboard", "false", "--dashboard-port", str(next(ports)), "--ray-client-server-port", str(next(ports)),
+            "--dashboard-agent-listen-port", str(next(ports)), "--temp-dir", str(self.root / "head"),
         ]  # fmt: skip
-        self.worker_args = [
-            "--address", self.address, "--node-ip-address", self.WORKER, "--num-cpus", "1",
-            "--node-manager-port", str(self.worker_manager_port), "--dashboard-agent-listen-port", str(ports[5]),
-            "--temp-dir", str(self.root / "worker"),
-        ]  # fmt: skip
+        self.nodes = [head]
+        self.manager_ports = []  # each worker node's raylet, found by it
+        for k in range(workers):
+            self.manager_ports.append(next(ports))
+            self.nodes.append([
+                "--address", self.address, "--node-ip-address", f"127.0.0.{3 + k}", "--num-cpus", "1",
+                "--node-manager-port", str(self.manager_ports[-1]), "--dashboard-agent-listen-port", str(next(ports)),
+                "--temp-dir", str(self.root / f"worker{k}"),
+            ])  # fmt: skip
+        cores = os.cpu_count() or 1
+        self.pins = [["taskset", "-c", str(n % cores)] if pin_cores else [] for n in range(len(self.nodes))]
 
     @property
     def address(self) -> str:
         return f"{self.HEAD}:{self.port}"
 
     def start(self) -> None:
-        for args in (self.head_args, self.worker_args):
+        for pin, args in zip(self.pins, self.nodes):
             done = subprocess.run(
-                [str(VENV_BIN / "ray"), "start", "--disable-usage-stats", "--object-store-memory", str(100 << 20), *args],
+                [*pin, str(VENV_BIN / "ray"), "start", "--disable-usage-stats", "--object-store-memory", str(100 << 20), *args],
                 env=self.env,
                 capture_output=True,
                 text=True,
@@ -211,7 +223,7 @@ class LocalCluster:
 
     def kill_worker_raylet(self) -> int:
         """SIGKILL the worker node's raylet: the node dies as a crashed machine's would."""
-        (pid,) = [pid for pid, line in _processes().items() if f"--node_manager_port={self.worker_manager_port}" in line]
+        (pid,) = [pid for pid, line in _processes().items() if f"--node_manager_port={self.manager_ports[0]}" in line]
         os.kill(pid, signal.SIGKILL)
         return pid
 
@@ -382,7 +394,7 @@ def test_a_worker_node_killed_mid_run_loses_nothing_and_leaves_nothing_partial(
     started = time.perf_counter()
     command = [sys.executable, "-m", "stemsep.cli", "batch", str(catalogue), "-o", str(output), "--ray", cluster.address]
     command += ["--model-dir", str(official_2stems.parent)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=REPO, env=RAY_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         killed_at = None
         while process.poll() is None and killed_at is None:
