@@ -202,7 +202,7 @@ def test_sigterm_leaves_no_partial_file(tmp_path, official_2stems):
         time.sleep(0.05)
     assert list(out.rglob(".*.partial")), "the run never started writing"
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 143
+    assert process.wait(timeout=60) == 143, process.stderr.read()
     assert not [p for p in out.rglob("*") if p.is_file()]
 
 

@@ -586,7 +586,10 @@ def _return_large_buffers_to_the_os() -> None:
 
 
 def _terminated(signum, frame) -> None:
-    raise SystemExit(143)  # unwinds like Ctrl-C: every open stem writer removes its .partial file
+    from stemsep.stop import TERMINATED_EXIT, request_stop
+
+    request_stop()  # checked again between chunks, should this exception be swallowed
+    raise SystemExit(TERMINATED_EXIT)  # unwinds like Ctrl-C: every open stem writer removes its .partial file
 
 
 def main() -> None:

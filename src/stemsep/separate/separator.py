@@ -18,6 +18,7 @@ from stemsep.separate.engine import DEFAULT_BACKEND, Engine, load_engine
 from stemsep.separate.output import OutputOptions, check_time_window
 from stemsep.separate.sinks import NIStemsFile, Sink, StemFiles, with_clip
 from stemsep.separate.stream import Progress, stream_stems
+from stemsep.stop import raise_if_stop_requested
 
 DEFAULT_CHUNK_SEGMENTS = 1  # 512 frames ~ 11.9 s at 44.1 kHz
 
@@ -202,6 +203,7 @@ class Separator:
 
         blocks = watched(stream_audio(audio_path, model_rate, offset, duration))
         for pieces in self.stream(blocks, progress):
+            raise_if_stop_requested()
             outs = [_sum(pieces, group) for group in groups]
             if with_mixture:
                 outs.insert(0, _take(pending, pieces[0].shape[0]))
