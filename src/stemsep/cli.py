@@ -594,6 +594,7 @@ def _terminated(signum, frame) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminated)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a parent may have blocked it; children inherit masks
     try:
         app()
     except KeyboardInterrupt:
