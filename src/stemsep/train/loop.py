@@ -199,9 +199,12 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
     result = TrainResult(model_dir, first_step, first_step, [], [], 0.0)
     started = time.perf_counter()
     window: list[float] = []
+    batches = iter(data)
     with writer.as_default():
-        for batch in data:
-            loss = float(train_step(batch))
+        # Exactly one batch per step: under multiworker, asking the iterator past its end runs one more
+        # cross-worker "has data" all-reduce, which hung a worker whose peer had already left.
+        for _ in range(first_step, max_steps):
+            loss = float(train_step(next(batches)))
             current = int(step.assign_add(1).numpy())
             window.append(loss)
             result.losses.append((current, loss))
@@ -225,6 +228,10 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
     result.seconds = time.perf_counter() - started
     if settings.export_savedmodel and result.last_step > first_step:
         _export_savedmodels(model_dir, report)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Workers leave together: one that exits while another still saves takes the cluster's
+        # coordination service with it, and the other's collectives and exit then hang.
+        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
     return result
 
 
