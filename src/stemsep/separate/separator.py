@@ -37,14 +37,15 @@ class Separator:
         chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
         backend: str = DEFAULT_BACKEND,
         quantization: str | None = None,
-        device: str = "cpu",
+        device: str | None = None,
         precision: str = "fp32",
     ) -> None:
         """``model``: a preset, a config.json, a model folder, or a folder made by ``stemsep export``.
         ``backend``: onnx (default) or litert run it without TensorFlow (a model's first use converts
         it once), keras runs the Keras U-Net with TensorFlow, jax the JAX engine; see ``separate.engine``.
-        ``device``: cpu (``backend`` as it is), gpu (the JAX engine on a GPU) or auto (the GPU when JAX
-        sees one); ``precision``: fp32 or bf16 (the JAX engine's U-Nets); see ``separate.gpu.device``."""
+        ``device``: None (``backend`` as it is), cpu (the same, and the JAX engine on JAX's CPU), gpu (the
+        JAX engine on a GPU) or auto (the GPU when JAX sees one); ``precision``: fp32 or bf16 (the JAX
+        engine's U-Nets); see ``separate.gpu.device``."""
         if chunk_segments < 1:
             raise StemsepError("chunk_segments must be at least 1.")
         from stemsep.separate.gpu.device import resolve_backend

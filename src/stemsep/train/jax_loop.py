@@ -28,7 +28,7 @@ import numpy as np
 
 from stemsep.config import ModelConfig, TrainingConfig, load_config_file
 from stemsep.errors import StemsepError
-from stemsep.separate.gpu.device import JAX_BACKEND, resolve_backend, use_jax
+from stemsep.separate.gpu.device import JAX_BACKEND, resolve_backend, set_random_seed, use_jax
 from stemsep.train import jax_checkpoint
 from stemsep.train.dataset import ChunkPlan, StepSampler, build_cache, read_dataset_csv, validation_arrays
 from stemsep.train.jax_data import device_batches
@@ -65,7 +65,7 @@ def train(settings: TrainSettings, precision: str = "fp32", report: Report = pri
         raise StemsepError("--mixed-precision is TensorFlow's float16; the JAX trainer takes --precision bf16.")
     keras = use_jax()
     run = _Run.prepare(settings, report)
-    keras.utils.set_random_seed(run.params.random_seed)
+    set_random_seed(run.params.random_seed)
     model = _build_model(run.cfg, settings.init, precision)
     optimizer = keras.optimizers.Adam(learning_rate=run.params.learning_rate)
     optimizer.build(model.trainable_variables)
@@ -79,7 +79,7 @@ def train(settings: TrainSettings, precision: str = "fp32", report: Report = pri
     log = _TrainLog(run.model_dir / LOG_NAME, first_step)
     if first_step == 0:
         _save_model(model, run.cfg, run.model_dir)  # step 0 is a usable model too (the --init weights as they are)
-    steps = _Steps(model, optimizer, run.params.loss == "rmse")
+    steps = TrainSteps(model, optimizer, run.params.loss == "rmse")
     result = steps.loop(run, first_step, log, variables, report)
     if settings.export_savedmodel and result.last_step > first_step:
         report(f"SavedModels need TensorFlow: make them with `stemsep export -p {run.model_dir} --format savedmodel`.")
@@ -128,7 +128,7 @@ class _Run:
         report(f"{len(training)} training chunks, {songs} validation songs.")
 
 
-class _Steps:
+class TrainSteps:
     """The jitted training and validation steps of a model and its optimizer."""
 
     def __init__(self, model, optimizer, rmse: bool) -> None:
@@ -159,7 +159,7 @@ class _Steps:
 
     def loop(self, run: _Run, first_step: int, log: _TrainLog, variables: dict, report: Report) -> TrainResult:
         model, optimizer = self.model, self.optimizer
-        state = _State(model, optimizer)
+        state = DeviceState(model, optimizer)
         params, max_steps = run.params, run.max_steps
         events = EventWriter(run.model_dir / "logs")
         result = TrainResult(run.model_dir, first_step, first_step, [], [], 0.0)
@@ -199,7 +199,7 @@ class _Steps:
         result.seconds = time.perf_counter() - started
         return result
 
-    def validation_loss(self, run: _Run, state: _State) -> float | None:
+    def validation_loss(self, run: _Run, state: DeviceState) -> float | None:
         if run.validation is None:
             return None
         mix, *sources = run.validation
@@ -211,7 +211,7 @@ class _Steps:
         return float(np.mean(values))
 
 
-class _State:
+class DeviceState:
     """The variables' values as device arrays while the jitted steps update them; ``store`` puts them back
     into the Keras variables (for checkpoints and ``model.weights.h5``)."""
 

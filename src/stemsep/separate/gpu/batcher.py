@@ -1,9 +1,9 @@
 """One thread that runs work items from every stream through a device function in batches.
 
 Streams (one per file being separated) submit waveform windows and get
-futures; the thread takes what is queued (up to ``max_batch``, waiting
-``linger_s`` for more after the first), pads it to one of two fixed batch
-sizes (a jitted function compiles once per shape), dispatches it, and only
+futures; the thread takes what is queued (up to the largest of ``sizes``,
+waiting ``linger_s`` for more after the first), pads it to the smallest size
+that holds it (a jitted function compiles once per shape), dispatches it, and only
 then fetches the previous batch's result, so the device computes one batch
 while the host copies the last one back and gathers the next.
 """
@@ -22,9 +22,9 @@ Dispatch = Callable[[np.ndarray], object]  # a batch in, a device array out (not
 
 
 class Batcher:
-    def __init__(self, dispatch: Dispatch, max_batch: int, linger_s: float = 0.005) -> None:
+    def __init__(self, dispatch: Dispatch, sizes: tuple[int, ...], linger_s: float = 0.005) -> None:
         self.dispatch = dispatch
-        self.sizes = sorted({max(1, max_batch // 8), max_batch})
+        self.sizes = sorted(sizes)
         self.linger_s = linger_s
         self.items: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="stemsep-device", daemon=True)

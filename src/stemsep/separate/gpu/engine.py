@@ -26,7 +26,10 @@ from stemsep.separate.gpu.spectral import separate_windows, window_samples
 from stemsep.separate.gpu.unets import UNets
 from stemsep.separate.stream import Progress, to_model_channels
 
-IN_FLIGHT = 4  # windows one file keeps submitted: the device never waits for one file's host work
+# Windows one file keeps submitted (a GPU's batch of 64 fills from 8 files, and the next one gathers
+# while it runs); max_batch: windows of T frames per device call.
+IN_FLIGHT = {"gpu": 8, "cpu": 2}
+MAX_BATCH = {"gpu": 64, "cpu": 2}
 
 
 class JaxEngine:
@@ -39,8 +42,10 @@ class JaxEngine:
         self.precision = precision
         self.unets = UNets.load(source, precision)
         self.platform = jax.devices()[0].platform
-        self.max_batch = max_batch or (64 if self.platform == "gpu" else 2)  # windows of T frames per device call
-        self._unets_call = jax.jit(self.unets.apply)
+        self.max_batch = max_batch or MAX_BATCH.get(self.platform, MAX_BATCH["gpu"])
+        self.batch_sizes = tuple(sorted({max(1, self.max_batch // 8), self.max_batch}))  # one compilation each
+        self.in_flight = IN_FLIGHT.get(self.platform, IN_FLIGHT["gpu"])
+        self.estimate = jax.jit(self.unets.apply)  # (weights, segments on the device) -> estimates on the device
         self._separate = {mwf: jax.jit(self._separate_fn(mwf)) for mwf in (False, True)}
         self._batchers: dict[bool, Batcher] = {}
         self._lock = threading.Lock()
@@ -53,7 +58,7 @@ class JaxEngine:
 
     def __call__(self, segments: np.ndarray) -> list[np.ndarray]:
         """[B, T, F, n_channels] float32 -> one [B, T, F, 2] estimate per instrument (the U-Nets alone)."""
-        return [np.asarray(o) for o in self._unets_call(self.unets.weights, segments)]
+        return [np.asarray(o) for o in self.estimate(self.unets.weights, segments)]
 
     def _separate_fn(self, mwf: bool):
         cfg = self.config
@@ -70,8 +75,21 @@ class JaxEngine:
     def batcher(self, mwf: bool) -> Batcher:
         with self._lock:
             if mwf not in self._batchers:
-                self._batchers[mwf] = Batcher(lambda batch: self.separate_windows(batch, mwf), self.max_batch)
+                self._batchers[mwf] = Batcher(lambda batch: self.separate_windows(batch, mwf), self.batch_sizes)
             return self._batchers[mwf]
+
+    def close(self) -> None:
+        """Stop the device threads (they hold the engine while they run)."""
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
+
+    def warm_up(self, mwf: bool = False) -> None:
+        """Compile the device program for every batch size now rather than on the first batches."""
+        cfg = self.config
+        for size in self.batch_sizes:
+            np.asarray(self.separate_windows(np.zeros((size, window_samples(cfg, cfg.T), cfg.n_channels), np.float32), mwf))
 
     def stream_stems(
         self, blocks: Iterable[np.ndarray], mwf: bool = False, progress: Progress | None = None
@@ -86,6 +104,7 @@ class _DeviceStream:
     def __init__(self, engine: JaxEngine, mwf: bool, progress: Progress | None) -> None:
         cfg = self.cfg = engine.config
         self.batcher = engine.batcher(mwf)
+        self.in_flight = engine.in_flight
         self.progress = progress
         self.width = window_samples(cfg, cfg.T)  # samples per window
         self.advance = cfg.T * cfg.frame_step  # samples between windows
@@ -97,7 +116,7 @@ class _DeviceStream:
         futures: deque = deque()
         for window in self._windows(blocks):
             futures.append(self.batcher.submit(window))
-            if len(futures) > IN_FLIGHT:
+            if len(futures) > self.in_flight:
                 yield from self._finish(futures.popleft().result())
         while futures:
             yield from self._finish(futures.popleft().result())
