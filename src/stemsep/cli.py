@@ -224,7 +224,7 @@ def batch(
     output_path: OutputOption = Path("separated_audio"),
     ray_address: Annotated[
         str | None,
-        typer.Option("--ray", help="auto, or a Ray cluster's HOST:PORT [default: a local Ray instance].", show_default=False),
+        typer.Option("--ray", help="auto, or a Ray cluster's HOST:PORT (default: a local Ray instance).", show_default=False),
     ] = None,
     params_filename: ParamsOption = "spleeter:2stems",
     codec: CodecOption = "wav",
@@ -244,7 +244,7 @@ def batch(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also separate the songs that failed before.")] = False,
     timeout_s: Annotated[float, typer.Option("--timeout-s", help="Seconds one song may take; 0: no limit.")] = 1800.0,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Workers (models) [default: one per CPU of the cluster].", show_default=False)
+        int | None, typer.Option("--workers", help="Workers (default: one per CPU of the cluster).", show_default=False)
     ] = None,
     cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker", help="Ray CPUs each worker takes.")] = 1.0,
 ) -> None:
