@@ -105,6 +105,14 @@ def test_a_rerun_redoes_pending_and_interrupted_songs_and_failed_ones_only_with_
     assert [r.path.stem for r in rows if _wanted(r, retry_failed=True)] == ["new", "interrupted", "failed"]
 
 
+def test_songs_are_handed_out_longest_first_and_those_of_unknown_length_before_all():
+    pytest.importorskip("ray")
+    from stemsep.batch.runner import _shortest_first
+
+    queue = sorted([Row(Path(f"{d}.wav"), duration_s=d) for d in (30.0, 240.0, None, 3.5, 600.0)], key=_shortest_first)
+    assert [queue.pop().duration_s for _ in range(5)] == [None, 600.0, 240.0, 30.0, 3.5]
+
+
 def test_a_rerun_with_options_that_change_the_stems_is_refused(tmp_path):
     table = ResultsTable(tmp_path / TABLE_NAME)
     table.check_options({"codec": "wav", "params": "spleeter:2stems"})

@@ -102,9 +102,7 @@ class ResultsTable:
 
     def add(self, songs: Iterable[Path]) -> None:
         """New songs become pending; songs already in the table keep their row."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO files (path) VALUES (?)", ((str(song),) for song in songs))
+        self._many("INSERT OR IGNORE INTO files (path) VALUES (?)", ((str(song),) for song in songs))
 
     def rows(self, songs: Iterable[Path] | None = None) -> list[Row]:
         """The rows of ``songs`` in their order (every row if None)."""
@@ -113,11 +111,13 @@ class ResultsTable:
 
     # -- one song -------------------------------------------------------------
 
-    def plan(self, song: Path, outputs: dict[str, Path]) -> None:
-        self._set(song, outputs=json.dumps({name: str(path) for name, path in outputs.items()}))
+    def plan(self, planned: dict[Path, dict[str, Path]]) -> None:
+        """Each song's stem paths (stem -> path), in one transaction."""
+        rows = ((json.dumps({name: str(path) for name, path in outputs.items()}), str(song)) for song, outputs in planned.items())
+        self._many("UPDATE files SET outputs = ? WHERE path = ?", rows)
 
-    def set_duration(self, song: Path, duration_s: float | None) -> None:
-        self._set(song, duration_s=duration_s)
+    def set_durations(self, durations: dict[Path, float]) -> None:
+        self._many("UPDATE files SET duration_s = ? WHERE path = ?", ((d, str(song)) for song, d in durations.items()))
 
     def start(self, song: Path) -> float:
         """An attempt is sent to a worker: running, one more attempt; returns its start time."""
@@ -136,6 +136,12 @@ class ResultsTable:
 
     def finish_failed(self, song: Path, error: str, node: str | None, run: int, seconds: float | None = None) -> None:
         self._set(song, state=FAILED, seconds=seconds, node=node, error=error, finished_at=time.time(), run=run)
+
+    def _many(self, statement: str, rows: Iterable[tuple]) -> None:
+        """One transaction for many rows: a catalogue's 100,000 songs are not 100,000 commits."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(statement, rows)
 
     def _set(self, song: Path, **values) -> None:
         assignments = ", ".join(f"{name} = ?" for name in values)

@@ -156,19 +156,19 @@ class _Run:
             raise StemsepError(planned)
         for row in todo:
             row.outputs = planned[row.path]
-            self.table.plan(row.path, row.outputs)
+        self.table.plan({row.path: row.outputs for row in todo})
 
     def _probe(self, todo: list[Row]) -> dict[Path, str]:
         """Durations of the songs not probed yet, kept; the sentences of those that cannot be read."""
         unknown = [row for row in todo if row.duration_s is None]
-        unreadable = {}
+        unreadable, durations = {}, {}
         with ThreadPoolExecutor(PROBE_THREADS) as pool:
             for row, answer in zip(unknown, pool.map(_duration, [row.path for row in unknown])):
                 if isinstance(answer, str):
                     unreadable[row.path] = answer
-                else:
-                    row.duration_s = answer
-                    self.table.set_duration(row.path, answer)
+                elif answer is not None:
+                    row.duration_s = durations[row.path] = answer
+        self.table.set_durations(durations)
         return unreadable
 
     # -- the loop -------------------------------------------------------------
