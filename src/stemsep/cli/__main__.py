@@ -1,0 +1,3 @@
+from stemsep.cli import main
+
+main()
