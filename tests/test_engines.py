@@ -91,7 +91,7 @@ def test_unwritable_cache_prepares_a_temporary_copy(tmp_path, capfd, monkeypatch
 
 
 def test_unknown_backend_and_misplaced_quantization_are_one_sentence(official_2stems):
-    with pytest.raises(StemsepError, match=r"^Unknown backend 'bogus'; choose onnx, litert, keras\.$"):
+    with pytest.raises(StemsepError, match=r"^Unknown backend 'bogus'; choose onnx, litert, keras, jax\.$"):
         Separator("spleeter:2stems", backend="bogus")
     with pytest.raises(StemsepError, match="picks a file of a folder made by `stemsep export`"):
         Separator("spleeter:2stems", model_dir=official_2stems.parent, quantization="fp16")
