@@ -24,7 +24,8 @@ absl-py installed. The rest travels as wheels beside this tree (made here by
 ``benchmarks/gpu_wheels.sh``, ~5 MB):
 
     pip install --no-index --find-links benchmarks/wheels keras optree namex soxr soundfile norbert
-    python benchmarks/bench_gpu.py                 # the whole table, ~8 min on an H100
+    python benchmarks/bench_gpu.py                 # the whole table (estimated 6-9 min on an H100, mostly compiling)
+    python benchmarks/bench_gpu.py --only unet,e2e # or train,loss: the table in two commands
     python benchmarks/bench_gpu.py --quick         # tiny sizes, 2stems, on any machine (JAX's CPU)
 
 ``--quick`` checks the script where there is no GPU: on 2 busy cores it takes
