@@ -20,7 +20,7 @@ import numpy as np
 import soxr
 
 from stemsep.errors import StemsepError
-from stemsep.files import current_umask
+from stemsep.files import move_into_place
 
 NI_STEMS = "stem.mp4"  # Native Instruments Stems: one file per song (audio.ni_stems)
 STALE_PARTIAL_S = 24 * 3600  # a .partial of ours this old was left by a killed run
@@ -198,10 +198,7 @@ class StemWriter:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
                 self._container.close()
-            if not overwrite and self.path.exists():
-                raise StemsepError(f"{self.path} already exists (use --overwrite to replace it).")
-            os.chmod(self.tmp, 0o666 & ~current_umask())  # mkstemp creates 0600 files
-            os.replace(self.tmp, self.path)
+            move_into_place(self.tmp, self.path, overwrite)
         finally:
             self.tmp.unlink(missing_ok=True)
 

@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 from stemsep.errors import StemsepError, describe
-from stemsep.files import current_umask
+from stemsep.files import move_into_place
 
 NI_SLOTS = ("drums", "bass", "other", "vocals")
 NI_NAMES = ("Drums", "Bass", "Other", "Vocals")
@@ -220,10 +220,7 @@ class NIStemWriter:
                     self._container.mux(packet)
             self._container.close()
             insert_stem_box(self.tmp, self.manifest.to_json())
-            if not overwrite and self.path.exists():
-                raise StemsepError(f"{self.path} already exists (use --overwrite to replace it).")
-            os.chmod(self.tmp, 0o666 & ~current_umask())  # mkstemp creates 0600 files
-            os.replace(self.tmp, self.path)
+            move_into_place(self.tmp, self.path, overwrite)
         finally:
             self.tmp.unlink(missing_ok=True)
 
