@@ -11,7 +11,12 @@ TensorFlow path to ~130 dB in CI), training steps/s at batch 4 (fp32 and bf16,
 and bf16 fed by the real input pipeline from host memory) and at larger
 batches (bf16; the best by segments/s), and the training losses of a few
 steps on the device against the same steps on JAX's CPU backend. The card's
-name, JAX's and Keras' versions and the date head the table.
+name, JAX's and Keras' versions and the date head the table. For comparison:
+the U-Nets and the fp32 training step with the decoder built from Keras'
+Conv2DTranspose (stemsep's JAX U-Nets use sub-pixel convolutions, see
+``separate/gpu/unets.py``), and the end-to-end run with the stems dropped
+instead of written (what writing wav costs). ``--excerpt`` takes the SNR rows
+from a real recording (a wav: no decoder on that machine).
 
 Weights: the official checkpoints if ``--model-dir`` holds them (a folder with
 2stems/ and 4stems/), else seeded random weights in the presets' networks (the
@@ -84,6 +89,7 @@ def main() -> None:
     parser.add_argument("--train-batches", type=int, nargs="+", help="bf16 training batches to sweep [4 16]")
     parser.add_argument("--model-dir", type=Path, help="a folder holding the official 2stems/ and 4stems/ checkpoints")
     parser.add_argument("--work", type=Path, help="where the wav files go [a temporary folder]")
+    parser.add_argument("--excerpt", type=Path, help="a wav file for the SNR rows [the first generated song's start]")
     parser.add_argument(
         "--json", type=Path, default=Path(os.environ["OUT"]) / "bench_gpu.json" if os.environ.get("OUT") else None
     )
@@ -114,41 +120,51 @@ def main() -> None:
         for name in models:
             source, weights = model_source(name, args.quick, args.model_dir, work)
             table.note(f"{name} weights: {weights}")
-            bench_model(table, name, source, songs, work / f"out-{name}", sizes, parts)
+            bench_model(table, name, source, songs, work / f"out-{name}", sizes, parts, args.excerpt)
     table.print()
 
 
-def bench_model(table: Table, name: str, source, songs: list[Path], out: Path, sizes: Sizes, parts: set[str]) -> None:
+def bench_model(
+    table: Table, name: str, source, songs: list[Path], out: Path, sizes: Sizes, parts: set[str], excerpt_path: Path | None
+) -> None:
     from stemsep.separate.gpu.engine import JaxEngine
 
     stems = {}
+    if parts & {"unet", "e2e"}:
+        sample = excerpt(excerpt_path or songs[0], sizes.excerpt_seconds)
     for precision in ("fp32", "bf16"):
         if not parts & {"unet", "e2e"}:
             break
         engine = JaxEngine(source, precision, max_batch=sizes.unet_batch)
         engine.batch_sizes = (engine.max_batch,)  # one compilation per precision: partial batches are padded
         if "unet" in parts:
-            rate = unet_rate(engine, sizes.unet_batch, sizes.unet_calls)
-            realtime = rate * engine.config.T * engine.config.frame_step / engine.config.sample_rate
-            table.row(
-                f"U-Nets only, batch {sizes.unet_batch}", name, precision, f"{rate:,.0f} segments/s = {realtime:,.0f}x real time"
-            )
+            for label, unets in ((" ", engine), (", Conv2DTranspose decoder ", None)):
+                unets = unets or JaxEngine(source, precision, max_batch=sizes.unet_batch, subpixel=False)
+                rate = unet_rate(unets, sizes.unet_batch, sizes.unet_calls)
+                realtime = rate * engine.config.T * engine.config.frame_step / engine.config.sample_rate
+                table.row(
+                    f"U-Nets only{label.rstrip()}, batch {sizes.unet_batch}",
+                    name,
+                    precision,
+                    f"{rate:,.0f} segments/s = {realtime:,.0f}x real time",
+                )
         if "e2e" in parts:
             started = time.perf_counter()
             engine.warm_up()
             compile_s = time.perf_counter() - started
-            wall = separate_folder(engine, songs, out / precision)
             audio = len(songs) * sizes.seconds
             label = f"end to end, {len(songs)} x {sizes.seconds:g} s wav"
-            table.row(
-                label,
-                name,
-                precision,
-                f"{audio / wall:,.0f}x real time ({wall:.2f} s wall; compiled in {compile_s:.0f} s before)",
-            )
-            stems[precision] = stems_of(engine, excerpt(songs[0], sizes.excerpt_seconds))
+            for suffix, write in (("", True), (", stems read and dropped (no wav written)", False)):
+                wall = separate_folder(engine, songs, out / precision, write)
+                table.row(
+                    label + suffix,
+                    name,
+                    precision,
+                    f"{audio / wall:,.0f}x real time ({wall:.2f} s wall; compiled in {compile_s:.0f} s before)",
+                )
+            stems[precision] = stems_of(engine, sample)
             if precision == "fp32":
-                reference = cpu_pipeline_stems(engine, excerpt(songs[0], sizes.excerpt_seconds))
+                reference = cpu_pipeline_stems(engine, sample)
                 table.row(
                     "fp32 device stems vs CPU pipeline", name, "fp32", f"{min_snr(reference, stems['fp32']):.1f} dB (lowest stem)"
                 )
@@ -204,8 +220,9 @@ def excerpt(path: Path, seconds: float) -> np.ndarray:
         return source.read(int(seconds * source.samplerate), dtype="float32", always_2d=True)
 
 
-def separate_folder(engine, paths: list[Path], out: Path) -> float:
-    """Wall seconds to separate every file, one CPU thread per file (read, window, overlap, write) sharing the device."""
+def separate_folder(engine, paths: list[Path], out: Path, write: bool = True) -> float:
+    """Wall seconds to separate every file, one CPU thread per file (read, window, overlap, write) sharing the
+    device; ``write=False`` drops the stems instead of writing them (what the wav writing costs)."""
     import soundfile
 
     out.mkdir(parents=True, exist_ok=True)
@@ -214,6 +231,10 @@ def separate_folder(engine, paths: list[Path], out: Path) -> float:
     def separate(path: Path) -> None:
         with soundfile.SoundFile(path) as source:
             blocks = source.blocks(blocksize=1 << 18, dtype="float32", always_2d=True)
+            if not write:
+                for _ in engine.stream_stems(blocks):
+                    pass
+                return
             writers = [soundfile.SoundFile(out / f"{path.stem}-{n}.wav", "w", source.samplerate, 2, "PCM_16") for n in names]
             try:
                 for pieces in engine.stream_stems(blocks):
@@ -301,6 +322,15 @@ def bench_training(table: Table, name: str, source, sizes: Sizes):
             f"{rate:.2f} steps/s = {rate * first:.1f} segments/s (compiled in {compile_s:.0f} s)",
         )
     best = (first, rate * first)
+    steps = trainer(source, "fp32", subpixel=False)  # the decoder XLA differentiates slowly: a few steps show it
+    rate, compile_s = train_rate(steps, source.config, first, max(2, sizes.train_steps // 4))
+    table.row(
+        f"training, batch {first}, Conv2DTranspose decoder",
+        name,
+        "fp32",
+        f"{rate:.2f} steps/s = {rate * first:.1f} segments/s (compiled in {compile_s:.0f} s)",
+    )
+    steps = trainers["bf16"]
     rate = train_rate_fed(steps, source.config, first, sizes.train_steps)
     table.row(f"training, batch {first}, input pipeline from host memory", name, "bf16", f"{rate:.2f} steps/s")
     for batch in sizes.train_batches[1:]:
@@ -320,17 +350,17 @@ def bench_training(table: Table, name: str, source, sizes: Sizes):
     return trainers["fp32"]
 
 
-def trainer(source, precision: str):
+def trainer(source, precision: str, subpixel: bool = True):
     import keras
 
-    from stemsep.separate.gpu.unets import build_model, load_weights
+    from stemsep.separate.gpu.unets import build_model, compute_twin, load_weights
     from stemsep.train.jax_loop import TrainSteps
 
     model = build_model(source.config, precision)
     load_weights(model, source)
     optimizer = keras.optimizers.Adam(learning_rate=1e-4)
     optimizer.build(model.trainable_variables)
-    return TrainSteps(model, optimizer, rmse=False)
+    return TrainSteps(model, optimizer, rmse=False, forward=compute_twin(model, source.config, precision) if subpixel else None)
 
 
 def _batch(cfg, size: int, seed: int) -> tuple:
@@ -428,14 +458,19 @@ def training_losses(steps, cfg, size: int, count: int) -> tuple[list[float], lis
 def model_source(name: str, quick: bool, model_dir: Path | None, work: Path):
     """The official model in ``model_dir`` if it is there, else the preset's network with seeded random weights."""
     from stemsep.config import ModelConfig, load_preset
-    from stemsep.model.loader import ModelSource
+    from stemsep.model.loader import KERAS_WEIGHTS, ModelSource
     from stemsep.model.provider import has_checkpoint
     from stemsep.separate.gpu.device import set_random_seed
     from stemsep.separate.gpu.unets import build_model
 
     cfg = load_preset(name)
-    if model_dir is not None and not quick and has_checkpoint(model_dir / name):
-        return ModelSource(cfg, model_dir / name, f"spleeter:{name}"), f"official checkpoint ({model_dir / name})"
+    if model_dir is not None and not quick:
+        # A checkpoint folder, or the same weights saved by Keras (half the size: no optimizer slots).
+        if (model_dir / name / KERAS_WEIGHTS).is_file():
+            weights = model_dir / name / KERAS_WEIGHTS
+            return ModelSource(cfg, weights, f"spleeter:{name}"), f"official weights ({weights})"
+        if has_checkpoint(model_dir / name):
+            return ModelSource(cfg, model_dir / name, f"spleeter:{name}"), f"official checkpoint ({model_dir / name})"
     if quick:
         cfg = ModelConfig.from_dict({**cfg.raw, **QUICK_NETWORK}, f"{name} (quick)")
     set_random_seed(0)

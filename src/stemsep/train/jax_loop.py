@@ -64,6 +64,8 @@ def train(settings: TrainSettings, precision: str = "fp32", report: Report = pri
     if settings.mixed_precision:
         raise StemsepError("--mixed-precision is TensorFlow's float16; the JAX trainer takes --precision bf16.")
     keras = use_jax()
+    from stemsep.separate.gpu.unets import compute_twin
+
     run = _Run.prepare(settings, report)
     set_random_seed(run.params.random_seed)
     model = _build_model(run.cfg, settings.init, precision)
@@ -79,7 +81,7 @@ def train(settings: TrainSettings, precision: str = "fp32", report: Report = pri
     log = _TrainLog(run.model_dir / LOG_NAME, first_step)
     if first_step == 0:
         _save_model(model, run.cfg, run.model_dir)  # step 0 is a usable model too (the --init weights as they are)
-    steps = TrainSteps(model, optimizer, run.params.loss == "rmse")
+    steps = TrainSteps(model, optimizer, run.params.loss == "rmse", compute_twin(model, run.cfg, precision))
     result = steps.loop(run, first_step, log, variables, report)
     if settings.export_savedmodel and result.last_step > first_step:
         report(f"SavedModels need TensorFlow: make them with `stemsep export -p {run.model_dir} --format savedmodel`.")
@@ -131,10 +133,13 @@ class _Run:
 class TrainSteps:
     """The jitted training and validation steps of a model and its optimizer."""
 
-    def __init__(self, model, optimizer, rmse: bool) -> None:
+    def __init__(self, model, optimizer, rmse: bool, forward=None) -> None:
+        """``forward``: the model whose ``stateless_call`` computes with ``model``'s variable values
+        (``unets.compute_twin``'s sub-pixel U-Net; default ``model`` itself)."""
         import jax
 
         self.model, self.optimizer, self.rmse = model, optimizer, rmse
+        self.forward = forward or model
         self.train_step = jax.jit(self._train_step, donate_argnums=(0, 1))
         self.loss = jax.jit(self._loss)
 
@@ -142,7 +147,7 @@ class TrainSteps:
         import jax.numpy as jnp
 
         # training=False as the reference: BatchNorm on its fixed statistics, dropout off (SPEC.md).
-        outputs, _ = self.model.stateless_call(trainable, non_trainable, mix, training=False)
+        outputs, _ = self.forward.stateless_call(trainable, non_trainable, mix, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         total = 0.0
         for estimate, source in zip(outputs, sources):

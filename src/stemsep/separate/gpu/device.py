@@ -96,8 +96,12 @@ def use_jax() -> ModuleType:
             )
         return keras
     os.environ["KERAS_BACKEND"] = JAX_BACKEND
+    import jax
     import keras
 
+    # float32 means float32: XLA otherwise runs float32 convolutions and matmuls in TF32 on Ampere and
+    # later GPUs (10-bit mantissa). bf16 is the fast choice; --precision says which.
+    jax.config.update("jax_default_matmul_precision", "highest")
     _use_compilation_cache()
     return keras
 

@@ -9,7 +9,20 @@ by Keras with h5py) or an official TF1 checkpoint (read by
 
 ``bf16`` builds the layers under Keras' ``mixed_bfloat16`` policy: weights
 stay float32, each layer computes in bfloat16 (batch normalization in
-float32), estimates come back as float32.
+float32), estimates come back as float32. ``fp32`` is float32 throughout:
+``use_jax`` turns off the TF32 arithmetic XLA uses for float32 convolutions
+on recent NVIDIA GPUs (an H200's stems were 45-50 dB from the CPU path's
+with it).
+
+The weights live in the U-Net as Spleeter and the TensorFlow path build it
+(what weights files and checkpoints are written from and read into), but
+the device computes with its ``compute_twin``: the decoder's transposed
+convolutions as ``SubPixelConv2DTranspose`` (four stride-1 convolutions,
+interleaved), whose variables line up one for one with the U-Net's. XLA
+differentiates a stride-2 transposed convolution into convolutions with
+input dilation that its GPU backend runs tens of times slower than regular
+ones (measured on an H200: a 4stems training step took 0.75 s at batch 4,
+flat in the batch; jax-ml/jax#31662 reports the same elsewhere).
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ from stemsep.separate.gpu.device import use_jax
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
-def build_model(config: ModelConfig, precision: str = "fp32"):
+def build_model(config: ModelConfig, precision: str = "fp32", subpixel: bool = False):
     """The Keras U-Net of ``config`` on the JAX backend, computing at ``precision``, weights uninitialized."""
     keras = use_jax()
     from stemsep.model.unet import build_unet_model
@@ -32,9 +45,22 @@ def build_model(config: ModelConfig, precision: str = "fp32"):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(POLICIES[precision])
     try:
-        return build_unet_model(config)
+        return build_unet_model(config, subpixel=subpixel)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def compute_twin(model, config: ModelConfig, precision: str = "fp32"):
+    """``model``'s U-Net with a sub-pixel decoder: ``twin.stateless_call`` takes ``model``'s variable values."""
+    twin = build_model(config, precision, subpixel=True)
+    for group in ("trainable_variables", "non_trainable_variables"):
+        ours, theirs = getattr(model, group), getattr(twin, group)
+        # Paths match but for the seed generators' global numbering: compare the layers' names and shapes.
+        if [(v.path.split("/")[0].startswith("seed_generator") or v.path, v.shape) for v in ours] != [
+            (v.path.split("/")[0].startswith("seed_generator") or v.path, v.shape) for v in theirs
+        ]:
+            raise AssertionError(f"the sub-pixel U-Net's {group} do not line up with the U-Net's")
+    return twin
 
 
 def load_weights(model, source: ModelSource) -> None:
@@ -60,20 +86,22 @@ class UNets:
     ``apply(weights, segments)``: [B, T, F, n_channels] float32 -> one [B, T, F, 2] float32 per instrument.
     """
 
-    model: object
+    model: object  # what holds the weights
     weights: tuple  # (trainable, non-trainable) device arrays
+    compute: object  # what computes with them: the sub-pixel twin, or ``model`` itself
 
     @classmethod
-    def load(cls, source: ModelSource, precision: str = "fp32") -> UNets:
+    def load(cls, source: ModelSource, precision: str = "fp32", subpixel: bool = True) -> UNets:
         model = build_model(source.config, precision)
         load_weights(model, source)
-        return cls(model, variable_values(model))
+        compute = compute_twin(model, source.config, precision) if subpixel else model
+        return cls(model, variable_values(model), compute)
 
     def apply(self, weights: tuple, segments):
         import jax.numpy as jnp
 
         trainable, non_trainable = weights
-        outputs, _ = self.model.stateless_call(trainable, non_trainable, segments, training=False)
+        outputs, _ = self.compute.stateless_call(trainable, non_trainable, segments, training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return [jnp.asarray(o, jnp.float32) for o in outputs]
 
