@@ -353,7 +353,8 @@ def bench_training(table: Table, name: str, source, sizes: Sizes):
 def trainer(source, precision: str, subpixel: bool = True):
     import keras
 
-    from stemsep.separate.gpu.unets import build_model, compute_twin, load_weights
+    from stemsep.model.loader import load_weights
+    from stemsep.separate.gpu.unets import build_model, compute_twin
     from stemsep.train.jax_loop import TrainSteps
 
     model = build_model(source.config, precision)

@@ -279,6 +279,41 @@ def test_jax_training_equals_tensorflow_resumes_exactly_and_shares_checkpoints(t
 
 # -- the GPU benchmark -----------------------------------------------------------------------------
 
+NO_DILATED_CONVOLUTIONS = """
+import json, re
+import numpy as np
+from stemsep.config import ModelConfig, load_preset
+from stemsep.separate.gpu.device import use_jax
+from stemsep.separate.gpu.unets import build_model, compute_twin
+from stemsep.train.jax_loop import DeviceState, TrainSteps
+
+keras = use_jax()
+cfg = ModelConfig.from_dict({**load_preset("4stems").raw, "T": 64, "F": 128}, "4stems, small")
+counts = {}
+for label in ("twin", "as built"):
+    model = build_model(cfg)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    steps = TrainSteps(model, optimizer, rmse=False, forward=compute_twin(model, cfg) if label == "twin" else None)
+    state = DeviceState(model, optimizer)
+    mix = np.zeros((2, cfg.T, cfg.F, 2), np.float32)
+    text = steps.train_step.lower(state.trainable, state.optimizer, state.fixed, mix, (mix,) * 4).as_text()
+    convolutions = [line for line in text.splitlines() if "stablehlo.convolution" in line]
+    dilations = [re.search(r"lhs_dilate = \\[([0-9, ]+)\\]", line).group(1).replace(" ", "") for line in convolutions]
+    counts[label] = [len(convolutions), sum(d != "1,1" for d in dilations)]
+print(json.dumps(counts))
+"""
+
+
+def test_the_jax_training_step_has_no_input_dilated_convolution():
+    """XLA's GPU backend runs input-dilated convolutions (transposed convolutions, and the input
+    gradients of strided ones) tens of times slower than regular ones: the U-Nets' twin has none."""
+    counts = json.loads(run_python(NO_DILATED_CONVOLUTIONS).stdout.strip().splitlines()[-1])
+    print(counts)
+    assert counts["as built"][1] > 0  # what the twin removes is there to remove
+    assert counts["twin"][0] > 0 and counts["twin"][1] == 0
+
+
 BARE = """
 import runpy, sys
 for name in ("av", "tensorflow", "typer", "onnxruntime", "tf2onnx", "onnx", "museval", "ray"):

@@ -110,6 +110,13 @@ def build_keras(source: ModelSource):
     from stemsep.model.unet import build_unet_model
 
     model = build_unet_model(source.config)
+    load_weights(model, source)
+    return model
+
+
+def load_weights(model, source: ModelSource) -> None:
+    """Fill ``model`` (a U-Net of ``source.config``, either backend) from ``source``'s weights file or TF1
+    checkpoint (read without TensorFlow); one sentence if they do not fit."""
     weights = source.weights
     if weights.is_file():
         try:
@@ -117,12 +124,11 @@ def build_keras(source: ModelSource):
         except Exception as error:  # h5py/keras raise many types for a bad file
             problem = f"is corrupt or does not fit this model ({type(error).__name__})"
             raise StemsepError(f"Weights file {weights} {problem}.") from None
-    else:
-        from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_checkpoint
+        return
+    from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_bundle
 
-        prefix = checkpoint_prefix(weights)
-        assign_checkpoint(model, read_checkpoint(prefix), source.config.instruments, str(prefix))
-    return model
+    prefix = checkpoint_prefix(weights)
+    assign_checkpoint(model, read_bundle(prefix), source.config.instruments, str(prefix))
 
 
 def weights_sha256(source: ModelSource) -> str:

@@ -86,6 +86,43 @@ class SubPixelConv2DTranspose(layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
+class SpaceToDepthConv2D(layers.Layer):
+    """Spleeter's 5x5, stride-2, "same" convolution as one stride-1 3x3 convolution of the input's
+    2x2 blocks (space_to_depth), its kernel the 5x5 one zero-padded to 6x6 and regrouped.
+
+    The same numbers to float rounding, with 36/25 of the multiply-adds; what it saves is the
+    gradient: a strided convolution's gradient with respect to its input is an input-dilated
+    convolution, which XLA's GPU backend runs far slower than regular ones (the JAX trainer's
+    U-Nets compute with this, see ``separate/gpu/unets.py``). Needs even heights and widths (every
+    encoder input of a U-Net whose T and F are multiples of 64); the weights keep Conv2D's shapes
+    and names.
+    """
+
+    def __init__(self, filters: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.filters = filters
+
+    def build(self, input_shape) -> None:
+        if input_shape[1] % 2 or input_shape[2] % 2:
+            raise ValueError(f"{self.name}: space_to_depth needs an even height and width, not {input_shape[1:3]}")
+        self.kernel = self.add_weight(name="kernel", shape=(*KERNEL, input_shape[-1], self.filters), initializer="he_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        ops = keras.ops
+        channels = inputs.shape[-1]
+        # "same" for 5 taps at stride 2 on an even size pads 1 before and 2 after; one more row/column
+        # of zeros after makes the size even, under the zero sixth tap.
+        blocks = ops.space_to_depth(ops.pad(inputs, [[0, 0], [1, 3], [1, 3], [0, 0]]), 2)
+        kernel = ops.pad(self.kernel, [[0, 1], [0, 1], [0, 0], [0, 0]])  # [6, 6, in, out]
+        kernel = ops.reshape(kernel, (3, 2, 3, 2, channels, self.filters))  # [row, row phase, col, col phase, in, out]
+        kernel = ops.reshape(ops.transpose(kernel, [0, 2, 1, 3, 4, 5]), (3, 3, 4 * channels, self.filters))
+        return ops.conv(blocks, kernel, strides=1, padding="valid") + self.bias
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "filters": self.filters}
+
+
 def portable_sigmoid(x):
     """1 / (1 + exp(-x)): ONNX Runtime's Sigmoid is inexact below -10 and returns 0 below -18
     (measured: 17 % off at -15), which the ratio masks of a saturated U-Net turn into audible
@@ -104,7 +141,7 @@ def _activation(name: str | None, default: str, layer_name: str, portable: bool)
 
 
 def _unet_logits_or_mask(
-    magnitude: keras.KerasTensor, scope: str, params: dict, logits: bool, portable: bool, subpixel: bool
+    magnitude: keras.KerasTensor, scope: str, params: dict, logits: bool, portable: bool, subpixel: bool, blocks: bool
 ) -> keras.KerasTensor:
     """One instrument's U-Net up to its last 4x4 conv (sigmoid unless ``logits``)."""
     conv_act, deconv_act = params.get("conv_activation"), params.get("deconv_activation")
@@ -112,7 +149,10 @@ def _unet_logits_or_mask(
     x = magnitude
     skips = []
     for k, filters in enumerate(ENCODER_FILTERS, start=1):
-        conv = layers.Conv2D(filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_conv{k}")(x)
+        if blocks:
+            conv = SpaceToDepthConv2D(filters, name=f"{scope}_conv{k}")(x)
+        else:
+            conv = layers.Conv2D(filters, KERNEL, strides=2, padding="same", kernel_initializer=init, name=f"{scope}_conv{k}")(x)
         skips.append(conv)
         if k == len(ENCODER_FILTERS):
             # The reference also builds a BN and activation here, but the
@@ -149,7 +189,7 @@ def _unet_logits_or_mask(
 
 
 def build_unet_model(
-    cfg: ModelConfig, batch_size: int | None = None, portable: bool = False, subpixel: bool = False
+    cfg: ModelConfig, batch_size: int | None = None, portable: bool = False, subpixel: bool = False, blocks: bool = False
 ) -> keras.Model:
     """Magnitude segments ``[B, T, F, n_channels]`` in, one estimate ``[B, T, F, 2]`` per instrument out.
 
@@ -159,12 +199,14 @@ def build_unet_model(
 
     Export graphs, with the same weights: ``portable`` builds ELU and sigmoid from
     elementary ops (``portable_elu``, ``portable_sigmoid``: ONNX Runtime's are inexact);
-    ``subpixel`` builds each transposed convolution as ``SubPixelConv2DTranspose``.
+    ``subpixel`` builds each transposed convolution as ``SubPixelConv2DTranspose``. For
+    XLA on GPUs, with ``subpixel``: ``blocks`` builds each strided convolution as
+    ``SpaceToDepthConv2D``.
     """
     magnitude = keras.Input((cfg.T, cfg.F, cfg.n_channels), batch_size=batch_size, name="magnitude")
     softmax = cfg.model_type == "unet.softmax_unet"
     params = cfg.model_params
-    maps = [_unet_logits_or_mask(magnitude, name, params, softmax, portable, subpixel) for name in cfg.instruments]
+    maps = [_unet_logits_or_mask(magnitude, name, params, softmax, portable, subpixel, blocks) for name in cfg.instruments]
     if softmax:
         # 5stems: masks sum to one across instruments.
         stacked = layers.Lambda(lambda ts: keras.ops.stack(ts, axis=4), name="stack_logits")(maps)

@@ -30,12 +30,19 @@ from stemsep.config import ModelConfig, TrainingConfig, load_config_file
 from stemsep.errors import StemsepError
 from stemsep.separate.gpu.device import JAX_BACKEND, resolve_backend, set_random_seed, use_jax
 from stemsep.train import jax_checkpoint
-from stemsep.train.dataset import ChunkPlan, StepSampler, build_cache, read_dataset_csv, validation_arrays
 from stemsep.train.jax_data import device_batches
 from stemsep.train.jax_events import EventWriter
-from stemsep.train.loop import LOG_NAME, Report, TrainResult, TrainSettings, _resolve, _save_model, _TrainLog
-
-_HELD = "{} already holds a training run: pass --resume to continue it, or another model_dir."
+from stemsep.train.loop import (
+    HELD_RUN,
+    LOG_NAME,
+    Report,
+    TrainingRun,
+    TrainLog,
+    TrainResult,
+    TrainSettings,
+    resolve_path,
+    save_model,
+)
 
 
 def train_on(settings: TrainSettings, device: str, backend: str, precision: str, report: Report = print) -> TrainResult:
@@ -47,9 +54,9 @@ def train_on(settings: TrainSettings, device: str, backend: str, precision: str,
 
     cfg = load_config_file(settings.config_path)
     params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
-    checkpoints = _resolve(cfg.model_dir or "model", Path.cwd()) / "checkpoints"
+    checkpoints = resolve_path(cfg.model_dir or "model", Path.cwd()) / "checkpoints"
     if not settings.resume and (checkpoints / jax_checkpoint.POINTER).exists():
-        raise StemsepError(_HELD.format(checkpoints.parent))
+        raise StemsepError(HELD_RUN.format(checkpoints.parent))
     if settings.resume:  # a run the JAX trainer saved last continues from its checkpoint
         converted = jax_checkpoint.to_tensorflow(checkpoints, cfg, params.learning_rate, settings.keep)
         if converted is not None:
@@ -66,7 +73,7 @@ def train(settings: TrainSettings, precision: str = "fp32", report: Report = pri
     keras = use_jax()
     from stemsep.separate.gpu.unets import compute_twin
 
-    run = _Run.prepare(settings, report)
+    run = TrainingRun.prepare(settings, report, holds_run=lambda folder: jax_checkpoint.latest(folder) is not None)
     set_random_seed(run.params.random_seed)
     model = _build_model(run.cfg, settings.init, precision)
     optimizer = keras.optimizers.Adam(learning_rate=run.params.learning_rate)
@@ -78,56 +85,14 @@ def train(settings: TrainSettings, precision: str = "fp32", report: Report = pri
         first_step = jax_checkpoint.restore(saved.read(), variables, str(saved.path))
         report(f"Resumed from {saved.path} at step {first_step}.")
     run.model_dir.mkdir(parents=True, exist_ok=True)
-    log = _TrainLog(run.model_dir / LOG_NAME, first_step)
+    log = TrainLog(run.model_dir / LOG_NAME, first_step)
     if first_step == 0:
-        _save_model(model, run.cfg, run.model_dir)  # step 0 is a usable model too (the --init weights as they are)
+        save_model(model, run.cfg, run.model_dir)  # step 0 is a usable model too (the --init weights as they are)
     steps = TrainSteps(model, optimizer, run.params.loss == "rmse", compute_twin(model, run.cfg, precision))
     result = steps.loop(run, first_step, log, variables, report)
     if settings.export_savedmodel and result.last_step > first_step:
         report(f"SavedModels need TensorFlow: make them with `stemsep export -p {run.model_dir} --format savedmodel`.")
     return result
-
-
-class _Run:
-    """What a run reads and writes: config, training parameters, folders, data."""
-
-    def __init__(self, settings: TrainSettings, cfg: ModelConfig, params: TrainingConfig) -> None:
-        self.settings, self.cfg, self.params = settings, cfg, params
-        self.model_dir = _resolve(cfg.model_dir or "model", Path.cwd())
-        self.checkpoints = self.model_dir / "checkpoints"
-        self.max_steps = params.train_max_steps if settings.max_steps is None else settings.max_steps
-
-    @classmethod
-    def prepare(cls, settings: TrainSettings, report: Report) -> _Run:
-        cfg = load_config_file(settings.config_path)
-        params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
-        if not params.train_csv:
-            raise StemsepError(
-                f"{settings.config_path} has no train_csv: training needs the dataset CSV "
-                f"({params.mix_name}_path, <instrument>_path..., duration)."
-            )
-        run = cls(settings, cfg, params)
-        held = jax_checkpoint.latest(run.checkpoints) is not None
-        if held and not settings.resume:
-            raise StemsepError(_HELD.format(run.model_dir))
-        if settings.resume and not held:
-            raise StemsepError(f"Nothing to resume in {run.model_dir}: it holds no checkpoint.")
-        run.load_data(report)
-        return run
-
-    def load_data(self, report: Report) -> None:
-        cfg, params, cwd, root = self.cfg, self.params, Path.cwd(), Path(self.settings.dataset_root)
-        report("Preparing spectrograms (cached after the first run)...")
-        entries = read_dataset_csv(_resolve(params.train_csv, cwd), root, cfg.instruments, params.mix_name)
-        training = build_cache(entries, cfg, _resolve(params.training_cache, cwd), ChunkPlan.for_training(params), report)
-        self.sampler = StepSampler(training, cfg, params.batch_size, params.random_seed)
-        self.validation = None
-        if params.validation_csv:
-            entries = read_dataset_csv(_resolve(params.validation_csv, cwd), root, cfg.instruments, params.mix_name)
-            held_out = build_cache(entries, cfg, _resolve(params.validation_cache, cwd), ChunkPlan.for_validation(), report)
-            self.validation = validation_arrays(held_out, cfg)
-        songs = 0 if self.validation is None else len(self.validation[0])
-        report(f"{len(training)} training chunks, {songs} validation songs.")
 
 
 class TrainSteps:
@@ -162,7 +127,7 @@ class TrainSteps:
         trainable, optimizer_state = self.optimizer.stateless_apply(optimizer_state, gradients, trainable)
         return trainable, optimizer_state, loss
 
-    def loop(self, run: _Run, first_step: int, log: _TrainLog, variables: dict, report: Report) -> TrainResult:
+    def loop(self, run: TrainingRun, first_step: int, log: TrainLog, variables: dict, report: Report) -> TrainResult:
         model, optimizer = self.model, self.optimizer
         state = DeviceState(model, optimizer)
         params, max_steps = run.params, run.max_steps
@@ -199,12 +164,12 @@ class TrainSteps:
                     events.scalar("validation_loss", validation, current)
                     report(f"step {current}  validation loss {validation:.5f}")
                 jax_checkpoint.write(run.checkpoints, jax_checkpoint.capture(variables, current), run.settings.keep)
-                _save_model(model, run.cfg, run.model_dir)
+                save_model(model, run.cfg, run.model_dir)
         result.last_step = current
         result.seconds = time.perf_counter() - started
         return result
 
-    def validation_loss(self, run: _Run, state: DeviceState) -> float | None:
+    def validation_loss(self, run: TrainingRun, state: DeviceState) -> float | None:
         if run.validation is None:
             return None
         mix, *sources = run.validation
@@ -235,9 +200,9 @@ class DeviceState:
 
 def _build_model(cfg: ModelConfig, init: str | None, precision: str):
     """The config's U-Net on JAX, from scratch or with ``--init``'s weights (a preset, config or model folder)."""
-    from stemsep.model.loader import resolve_source
+    from stemsep.model.loader import load_weights, resolve_source
     from stemsep.model.unet import copy_weights_by_name
-    from stemsep.separate.gpu.unets import build_model, load_weights
+    from stemsep.separate.gpu.unets import build_model
 
     model = build_model(cfg, precision)
     if init is None:

@@ -48,6 +48,7 @@ Report = Callable[[str], None]
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 LOG_NAME = "train_log.csv"
 WEIGHTS_NAME = "model.weights.h5"
+HELD_RUN = "{} already holds a training run: pass --resume to continue it, or another model_dir."
 
 
 @dataclass
@@ -74,9 +75,53 @@ class TrainResult:
     step_ends: list[float] = field(default_factory=list)  # perf_counter() after each step, for throughput
 
 
-def _resolve(path: str, base: Path) -> Path:
+def resolve_path(path: str, base: Path) -> Path:
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() else base / candidate
+
+
+class TrainingRun:
+    """What a run reads and writes, for either trainer: config, training parameters, folders, data."""
+
+    def __init__(self, settings: TrainSettings, cfg: ModelConfig, params: TrainingConfig) -> None:
+        self.settings, self.cfg, self.params = settings, cfg, params
+        self.model_dir = resolve_path(cfg.model_dir or "model", Path.cwd())
+        self.checkpoints = self.model_dir / "checkpoints"
+        self.max_steps = params.train_max_steps if settings.max_steps is None else settings.max_steps
+
+    @classmethod
+    def prepare(cls, settings: TrainSettings, report: Report, holds_run: Callable[[Path], bool]) -> TrainingRun:
+        """The run of ``settings``, its data loaded; ``holds_run(checkpoints)`` says whether a run is there
+        already (what --resume continues and a new run must not overwrite)."""
+        cfg = load_config_file(settings.config_path)
+        params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
+        if not params.train_csv:
+            raise StemsepError(
+                f"{settings.config_path} has no train_csv: training needs the dataset CSV "
+                f"({params.mix_name}_path, <instrument>_path..., duration)."
+            )
+        run = cls(settings, cfg, params)
+        held = holds_run(run.checkpoints)
+        if held and not settings.resume:
+            raise StemsepError(HELD_RUN.format(run.model_dir))
+        if settings.resume and not held:
+            raise StemsepError(f"Nothing to resume in {run.model_dir}: it holds no checkpoint.")
+        run.load_data(report)
+        return run
+
+    def load_data(self, report: Report) -> None:
+        cfg, params, cwd, root = self.cfg, self.params, Path.cwd(), Path(self.settings.dataset_root)
+        report("Preparing spectrograms (cached after the first run)...")
+        entries = read_dataset_csv(resolve_path(params.train_csv, cwd), root, cfg.instruments, params.mix_name)
+        training = build_cache(entries, cfg, resolve_path(params.training_cache, cwd), ChunkPlan.for_training(params), report)
+        self.sampler = StepSampler(training, cfg, params.batch_size, params.random_seed)
+        self.validation = None
+        if params.validation_csv:
+            entries = read_dataset_csv(resolve_path(params.validation_csv, cwd), root, cfg.instruments, params.mix_name)
+            held_out = build_cache(entries, cfg, resolve_path(params.validation_cache, cwd), ChunkPlan.for_validation(), report)
+            self.validation = validation_arrays(held_out, cfg)
+        songs = 0 if self.validation is None else len(self.validation[0])
+        report(f"{len(training)} training chunks, {songs} validation songs.")
 
 
 def _make_strategy(name: str, tf):
@@ -96,34 +141,9 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
     tf = import_tensorflow()
     import keras
 
-    cfg = load_config_file(settings.config_path)
-    params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
-    if not params.train_csv:
-        raise StemsepError(
-            f"{settings.config_path} has no train_csv: training needs the dataset CSV "
-            f"({params.mix_name}_path, <instrument>_path..., duration)."
-        )
-    cwd = Path.cwd()
-    model_dir = _resolve(cfg.model_dir or "model", cwd)
-    checkpoints = model_dir / "checkpoints"
-    if (checkpoints / "checkpoint").exists() and not settings.resume:
-        raise StemsepError(f"{model_dir} already holds a training run: pass --resume to continue it, or another model_dir.")
-    if settings.resume and not (checkpoints / "checkpoint").exists():
-        raise StemsepError(f"Nothing to resume in {model_dir}: it holds no checkpoint.")
-    max_steps = params.train_max_steps if settings.max_steps is None else settings.max_steps
-    batch_size = params.batch_size
-    seed = params.random_seed
-    root = Path(settings.dataset_root)
-
-    report("Preparing spectrograms (cached after the first run)...")
-    train_entries = read_dataset_csv(_resolve(params.train_csv, cwd), root, cfg.instruments, params.mix_name)
-    train_set = build_cache(train_entries, cfg, _resolve(params.training_cache, cwd), ChunkPlan.for_training(params), report)
-    validation = None
-    if params.validation_csv:
-        entries = read_dataset_csv(_resolve(params.validation_csv, cwd), root, cfg.instruments, params.mix_name)
-        validation_set = build_cache(entries, cfg, _resolve(params.validation_cache, cwd), ChunkPlan.for_validation(), report)
-        validation = validation_arrays(validation_set, cfg)
-    report(f"{len(train_set)} training chunks, {0 if validation is None else len(validation[0])} validation songs.")
+    run = TrainingRun.prepare(settings, report, holds_run=lambda folder: (folder / "checkpoint").exists())
+    cfg, params, model_dir, checkpoints, max_steps = run.cfg, run.params, run.model_dir, run.checkpoints, run.max_steps
+    batch_size, seed, validation = params.batch_size, params.random_seed, run.validation
 
     if settings.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -143,9 +163,9 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
         report(f"Resumed from {manager.latest_checkpoint} at step {int(step.numpy())}.")
     first_step = int(step.numpy())
     model_dir.mkdir(parents=True, exist_ok=True)
-    log = _TrainLog(model_dir / LOG_NAME, first_step)
+    log = TrainLog(model_dir / LOG_NAME, first_step)
     if first_step == 0:
-        _save_model(model, cfg, model_dir)  # step 0 is a usable model too (the --init weights as they are)
+        save_model(model, cfg, model_dir)  # step 0 is a usable model too (the --init weights as they are)
 
     replicas = strategy.num_replicas_in_sync
     rmse = params.loss == "rmse"
@@ -191,8 +211,7 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
         ]
         return float(np.mean(values))
 
-    sampler = StepSampler(train_set, cfg, batch_size, seed)
-    data = strategy.experimental_distribute_dataset(training_dataset(sampler, first_step, max_steps))
+    data = strategy.experimental_distribute_dataset(training_dataset(run.sampler, first_step, max_steps))
     summary_every = params.save_summary_steps
     checkpoint_every = params.save_checkpoints_steps
     writer = tf.summary.create_file_writer(str(model_dir / "logs"))
@@ -223,7 +242,7 @@ def train(settings: TrainSettings, report: Report = print) -> TrainResult:
                     _scalar(tf, "validation_loss", val, current)
                     report(f"step {current}  validation loss {val:.5f}")
                 manager.save(checkpoint_number=current)
-                _save_model(model, cfg, model_dir)
+                save_model(model, cfg, model_dir)
     result.last_step = int(step.numpy())
     result.seconds = time.perf_counter() - started
     if settings.export_savedmodel and result.last_step > first_step:
@@ -265,7 +284,7 @@ def _build_model(cfg: ModelConfig, init: str | None, keras):
     return model
 
 
-def _save_model(model, cfg: ModelConfig, model_dir: Path) -> None:
+def save_model(model, cfg: ModelConfig, model_dir: Path) -> None:
     """config.json (without the keys stemsep ignores) + model.weights.h5, each replaced atomically."""
     raw = without_ignored_keys(cfg.raw)
     raw["model_dir"] = "."
@@ -282,7 +301,7 @@ def _export_savedmodels(model_dir: Path, report: Report) -> None:
     report(f"SavedModels: {', '.join(p.name for p in written)}")
 
 
-class _TrainLog:
+class TrainLog:
     """train_log.csv: appended per step; on resume, rows past the checkpoint (lost work) are dropped."""
 
     def __init__(self, path: Path, first_step: int) -> None:

@@ -16,13 +16,16 @@ with it).
 
 The weights live in the U-Net as Spleeter and the TensorFlow path build it
 (what weights files and checkpoints are written from and read into), but
-the device computes with its ``compute_twin``: the decoder's transposed
-convolutions as ``SubPixelConv2DTranspose`` (four stride-1 convolutions,
-interleaved), whose variables line up one for one with the U-Net's. XLA
-differentiates a stride-2 transposed convolution into convolutions with
-input dilation that its GPU backend runs tens of times slower than regular
-ones (measured on an H200: a 4stems training step took 0.75 s at batch 4,
-flat in the batch; jax-ml/jax#31662 reports the same elsewhere).
+the device computes with its ``compute_twin``, whose variables line up one
+for one with the U-Net's: the decoder's transposed convolutions as
+``SubPixelConv2DTranspose`` (four stride-1 convolutions, interleaved) and the
+encoder's strided ones as ``SpaceToDepthConv2D`` (one stride-1 convolution of
+2x2 blocks). XLA's GPU backend runs input-dilated convolutions tens of times
+slower than regular ones, and both a transposed convolution and the input
+gradient of a strided one are such (measured on an H200: a 4stems training
+step took 0.75 s at batch 4, flat in the batch, 0.38 s with the sub-pixel
+decoder; jax-ml/jax#31662 reports the same elsewhere). The twin's training
+step has no input-dilated convolution left (tests/test_jax_backend.py).
 """
 
 from __future__ import annotations
@@ -30,14 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stemsep.config import ModelConfig
-from stemsep.errors import StemsepError
-from stemsep.model.loader import ModelSource
+from stemsep.model.loader import ModelSource, load_weights
 from stemsep.separate.gpu.device import use_jax
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
-def build_model(config: ModelConfig, precision: str = "fp32", subpixel: bool = False):
+def build_model(config: ModelConfig, precision: str = "fp32", subpixel: bool = False, blocks: bool = False):
     """The Keras U-Net of ``config`` on the JAX backend, computing at ``precision``, weights uninitialized."""
     keras = use_jax()
     from stemsep.model.unet import build_unet_model
@@ -45,14 +47,15 @@ def build_model(config: ModelConfig, precision: str = "fp32", subpixel: bool = F
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(POLICIES[precision])
     try:
-        return build_unet_model(config, subpixel=subpixel)
+        return build_unet_model(config, subpixel=subpixel, blocks=blocks)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
 def compute_twin(model, config: ModelConfig, precision: str = "fp32"):
-    """``model``'s U-Net with a sub-pixel decoder: ``twin.stateless_call`` takes ``model``'s variable values."""
-    twin = build_model(config, precision, subpixel=True)
+    """``model``'s U-Net without strided or transposed convolutions (the encoder's as space-to-depth ones
+    where T and F halve evenly six times): ``twin.stateless_call`` takes ``model``'s variable values."""
+    twin = build_model(config, precision, subpixel=True, blocks=config.T % 64 == 0 and config.F % 64 == 0)
     for group in ("trainable_variables", "non_trainable_variables"):
         ours, theirs = getattr(model, group), getattr(twin, group)
         # Paths match but for the seed generators' global numbering: compare the layers' names and shapes.
@@ -61,22 +64,6 @@ def compute_twin(model, config: ModelConfig, precision: str = "fp32"):
         ]:
             raise AssertionError(f"the sub-pixel U-Net's {group} do not line up with the U-Net's")
     return twin
-
-
-def load_weights(model, source: ModelSource) -> None:
-    """Fill ``model`` from ``source``'s weights file or TF1 checkpoint (one sentence if they do not fit)."""
-    weights = source.weights
-    if weights.is_file():
-        try:
-            model.load_weights(weights)
-        except Exception as error:  # h5py/keras raise many types for a bad file
-            problem = f"is corrupt or does not fit this model ({type(error).__name__})"
-            raise StemsepError(f"Weights file {weights} {problem}.") from None
-        return
-    from stemsep.model.checkpoint import assign_checkpoint, checkpoint_prefix, read_bundle
-
-    prefix = checkpoint_prefix(weights)
-    assign_checkpoint(model, read_bundle(prefix), source.config.instruments, str(prefix))
 
 
 @dataclass
