@@ -12,9 +12,9 @@ and bf16 fed by the real input pipeline from host memory) and at larger
 batches (bf16; the best by segments/s), and the training losses of a few
 steps on the device against the same steps on JAX's CPU backend. The card's
 name, JAX's and Keras' versions and the date head the table. For comparison:
-the U-Nets and the fp32 training step with the decoder built from Keras'
-Conv2DTranspose (stemsep's JAX U-Nets use sub-pixel convolutions, see
-``separate/gpu/unets.py``), and the end-to-end run with the stems dropped
+the U-Nets and the fp32 training step as built, with Keras' strided Conv2D
+and Conv2DTranspose (stemsep's JAX U-Nets compute with a twin of regular
+convolutions, see ``separate/gpu/unets.py``), and the end-to-end run with the stems dropped
 instead of written (what writing wav costs). ``--excerpt`` takes the SNR rows
 from a real recording (a wav: no decoder on that machine).
 
@@ -138,8 +138,8 @@ def bench_model(
         engine = JaxEngine(source, precision, max_batch=sizes.unet_batch)
         engine.batch_sizes = (engine.max_batch,)  # one compilation per precision: partial batches are padded
         if "unet" in parts:
-            for label, unets in ((" ", engine), (", Conv2DTranspose decoder ", None)):
-                unets = unets or JaxEngine(source, precision, max_batch=sizes.unet_batch, subpixel=False)
+            for label, unets in ((" ", engine), (", U-Net as built ", None)):
+                unets = unets or JaxEngine(source, precision, max_batch=sizes.unet_batch, twin=False)
                 rate = unet_rate(unets, sizes.unet_batch, sizes.unet_calls)
                 realtime = rate * engine.config.T * engine.config.frame_step / engine.config.sample_rate
                 table.row(
@@ -322,10 +322,10 @@ def bench_training(table: Table, name: str, source, sizes: Sizes):
             f"{rate:.2f} steps/s = {rate * first:.1f} segments/s (compiled in {compile_s:.0f} s)",
         )
     best = (first, rate * first)
-    steps = trainer(source, "fp32", subpixel=False)  # the decoder XLA differentiates slowly: a few steps show it
+    steps = trainer(source, "fp32", twin=False)  # convolutions XLA differentiates slowly: a few steps show it
     rate, compile_s = train_rate(steps, source.config, first, max(2, sizes.train_steps // 4))
     table.row(
-        f"training, batch {first}, Conv2DTranspose decoder",
+        f"training, batch {first}, U-Net as built",
         name,
         "fp32",
         f"{rate:.2f} steps/s = {rate * first:.1f} segments/s (compiled in {compile_s:.0f} s)",
@@ -350,7 +350,7 @@ def bench_training(table: Table, name: str, source, sizes: Sizes):
     return trainers["fp32"]
 
 
-def trainer(source, precision: str, subpixel: bool = True):
+def trainer(source, precision: str, twin: bool = True):
     import keras
 
     from stemsep.model.loader import load_weights
@@ -361,7 +361,7 @@ def trainer(source, precision: str, subpixel: bool = True):
     load_weights(model, source)
     optimizer = keras.optimizers.Adam(learning_rate=1e-4)
     optimizer.build(model.trainable_variables)
-    return TrainSteps(model, optimizer, rmse=False, forward=compute_twin(model, source.config, precision) if subpixel else None)
+    return TrainSteps(model, optimizer, rmse=False, forward=compute_twin(model, source.config, precision) if twin else None)
 
 
 def _batch(cfg, size: int, seed: int) -> tuple:

@@ -100,7 +100,7 @@ class TrainSteps:
 
     def __init__(self, model, optimizer, rmse: bool, forward=None) -> None:
         """``forward``: the model whose ``stateless_call`` computes with ``model``'s variable values
-        (``unets.compute_twin``'s sub-pixel U-Net; default ``model`` itself)."""
+        (``unets.compute_twin(model)``; default ``model`` itself)."""
         import jax
 
         self.model, self.optimizer, self.rmse = model, optimizer, rmse

@@ -35,12 +35,13 @@ MAX_BATCH = {"gpu": 64, "cpu": 2}
 class JaxEngine:
     """A model's U-Nets under ``jax.jit`` on JAX's default device (a GPU when there is one)."""
 
-    def __init__(self, source: ModelSource, precision: str = "fp32", max_batch: int | None = None, subpixel: bool = True) -> None:
+    def __init__(self, source: ModelSource, precision: str = "fp32", max_batch: int | None = None, twin: bool = True) -> None:
+        """``twin=False`` computes with the U-Net as built (strided and transposed convolutions), for comparison."""
         import jax
 
         self.config: ModelConfig = source.config
         self.precision = precision
-        self.unets = UNets.load(source, precision, subpixel)
+        self.unets = UNets.load(source, precision, twin)
         self.platform = jax.devices()[0].platform
         self.max_batch = max_batch or MAX_BATCH.get(self.platform, MAX_BATCH["gpu"])
         self.batch_sizes = tuple(sorted({max(1, self.max_batch // 8), self.max_batch}))  # one compilation each

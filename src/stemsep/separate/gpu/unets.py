@@ -57,13 +57,15 @@ def compute_twin(model, config: ModelConfig, precision: str = "fp32"):
     where T and F halve evenly six times): ``twin.stateless_call`` takes ``model``'s variable values."""
     twin = build_model(config, precision, subpixel=True, blocks=config.T % 64 == 0 and config.F % 64 == 0)
     for group in ("trainable_variables", "non_trainable_variables"):
-        ours, theirs = getattr(model, group), getattr(twin, group)
-        # Paths match but for the seed generators' global numbering: compare the layers' names and shapes.
-        if [(v.path.split("/")[0].startswith("seed_generator") or v.path, v.shape) for v in ours] != [
-            (v.path.split("/")[0].startswith("seed_generator") or v.path, v.shape) for v in theirs
-        ]:
-            raise AssertionError(f"the sub-pixel U-Net's {group} do not line up with the U-Net's")
+        if _layout(getattr(model, group)) != _layout(getattr(twin, group)):
+            raise AssertionError(f"the twin U-Net's {group} do not line up with the U-Net's")
     return twin
+
+
+def _layout(variables) -> list[tuple[str, tuple]]:
+    """Each variable's path and shape; seed generators' paths carry a process-wide counter: their kind only."""
+    kinds = ("seed_generator" if v.path.startswith("seed_generator") else v.path for v in variables)
+    return [(kind, tuple(v.shape)) for kind, v in zip(kinds, variables)]
 
 
 @dataclass
@@ -75,13 +77,13 @@ class UNets:
 
     model: object  # what holds the weights
     weights: tuple  # (trainable, non-trainable) device arrays
-    compute: object  # what computes with them: the sub-pixel twin, or ``model`` itself
+    compute: object  # what computes with them: ``compute_twin(model)``, or ``model`` itself
 
     @classmethod
-    def load(cls, source: ModelSource, precision: str = "fp32", subpixel: bool = True) -> UNets:
+    def load(cls, source: ModelSource, precision: str = "fp32", twin: bool = True) -> UNets:
         model = build_model(source.config, precision)
         load_weights(model, source)
-        compute = compute_twin(model, source.config, precision) if subpixel else model
+        compute = compute_twin(model, source.config, precision) if twin else model
         return cls(model, variable_values(model), compute)
 
     def apply(self, weights: tuple, segments):
