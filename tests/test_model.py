@@ -147,6 +147,27 @@ def test_subpixel_transposed_convolution_equals_keras(parts):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_space_to_depth_convolution_equals_keras():
+    """SpaceToDepthConv2D (the JAX twin's encoder) computes Conv2D(5, strides=2, "same"); odd sizes are refused."""
+    import keras
+
+    from stemsep.model.unet import SpaceToDepthConv2D
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 8, 12, 3)).astype(np.float32)
+    reference = keras.layers.Conv2D(4, (5, 5), strides=2, padding="same")
+    reference.build(x.shape)
+    reference.bias.assign(rng.normal(size=4).astype(np.float32))
+    blocks = SpaceToDepthConv2D(4)
+    blocks.build(x.shape)
+    blocks.set_weights(reference.get_weights())
+    got, expected = blocks(x).numpy(), reference(x).numpy()
+    assert got.shape == expected.shape == (2, 4, 6, 4)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="even height and width"):
+        SpaceToDepthConv2D(4).build((1, 7, 12, 3))
+
+
 # The reference graph of a mono model fed a mono waveform directly: its Separator makes every
 # input stereo first, which a one-channel model's graph refuses (ValueError in tf.concat).
 REFERENCE_MONO_SCRIPT = """
