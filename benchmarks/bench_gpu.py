@@ -14,8 +14,9 @@ steps on the device against the same steps on JAX's CPU backend. The card's
 name, JAX's and Keras' versions and the date head the table. For comparison:
 the U-Nets and the fp32 training step as built, with Keras' strided Conv2D
 and Conv2DTranspose (stemsep's JAX U-Nets compute with a twin of regular
-convolutions, see ``separate/gpu/unets.py``), and the end-to-end run with the stems dropped
-instead of written (what writing wav costs). ``--excerpt`` takes the SNR rows
+convolutions, see ``separate/gpu/unets.py``); the end-to-end run with the
+stems dropped instead of written (what writing wav costs); how fast one
+batch's stems come back to host memory. ``--excerpt`` takes the SNR rows
 from a real recording (a wav: no decoder on that machine).
 
 Weights: the official checkpoints if ``--model-dir`` holds them (a folder with
@@ -162,6 +163,9 @@ def bench_model(
                     precision,
                     f"{audio / wall:,.0f}x real time ({wall:.2f} s wall; compiled in {compile_s:.0f} s before)",
                 )
+            if precision == "fp32":
+                label = f"device-to-host copy of one batch's stems ({sizes.unet_batch} windows)"
+                table.row(label, name, "fp32", copy_rate(engine))
             stems[precision] = stems_of(engine, sample)
             if precision == "fp32":
                 reference = cpu_pipeline_stems(engine, sample)
@@ -248,6 +252,22 @@ def separate_folder(engine, paths: list[Path], out: Path, write: bool = True) ->
     with ThreadPoolExecutor(max_workers=len(paths)) as pool:
         list(pool.map(separate, paths))
     return time.perf_counter() - started
+
+
+def copy_rate(engine) -> str:
+    """How fast one batch's output (what the batcher thread fetches per batch) comes back to host memory."""
+    import jax
+
+    from stemsep.separate.gpu.spectral import window_samples
+
+    cfg = engine.config
+    windows = np.zeros((engine.max_batch, window_samples(cfg, cfg.T), cfg.n_channels), np.float32)
+    np.asarray(engine.separate_windows(windows))  # a first fetch: allocations
+    result = jax.block_until_ready(engine.separate_windows(windows))  # a new array: a fetched one keeps its copy
+    started = time.perf_counter()
+    host = np.asarray(result)
+    seconds = time.perf_counter() - started
+    return f"{host.nbytes / 1e6:,.0f} MB in {seconds * 1e3:.1f} ms = {host.nbytes / 1e9 / seconds:.1f} GB/s"
 
 
 def stems_of(engine, wave: np.ndarray) -> list[np.ndarray]:
