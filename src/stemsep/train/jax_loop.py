@@ -22,11 +22,10 @@ in bfloat16 with float32 weights (Keras' ``mixed_bfloat16``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-from stemsep.config import ModelConfig, TrainingConfig, load_config_file
+from stemsep.config import ModelConfig
 from stemsep.errors import StemsepError
 from stemsep.separate.gpu.device import JAX_BACKEND, resolve_backend, set_random_seed, use_jax
 from stemsep.train import jax_checkpoint
@@ -40,7 +39,6 @@ from stemsep.train.loop import (
     TrainLog,
     TrainResult,
     TrainSettings,
-    resolve_path,
     save_model,
 )
 
@@ -52,13 +50,12 @@ def train_on(settings: TrainSettings, device: str, backend: str, precision: str,
         return train(settings, precision, report)
     from stemsep.train.loop import train as train_tensorflow
 
-    cfg = load_config_file(settings.config_path)
-    params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
-    checkpoints = resolve_path(cfg.model_dir or "model", Path.cwd()) / "checkpoints"
+    run = TrainingRun.of(settings)
+    checkpoints = run.checkpoints
     if not settings.resume and (checkpoints / jax_checkpoint.POINTER).exists():
-        raise StemsepError(HELD_RUN.format(checkpoints.parent))
+        raise StemsepError(HELD_RUN.format(run.model_dir))
     if settings.resume:  # a run the JAX trainer saved last continues from its checkpoint
-        converted = jax_checkpoint.to_tensorflow(checkpoints, cfg, params.learning_rate, settings.keep)
+        converted = jax_checkpoint.to_tensorflow(checkpoints, run.cfg, run.params.learning_rate, settings.keep)
         if converted is not None:
             report(f"Converted {converted.path.name} (JAX) to a TensorFlow checkpoint.")
     return train_tensorflow(settings, report)

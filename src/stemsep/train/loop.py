@@ -90,17 +90,21 @@ class TrainingRun:
         self.max_steps = params.train_max_steps if settings.max_steps is None else settings.max_steps
 
     @classmethod
+    def of(cls, settings: TrainSettings) -> TrainingRun:
+        """The run ``settings`` describe: its config and training parameters read, nothing else."""
+        cfg = load_config_file(settings.config_path)
+        return cls(settings, cfg, TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path)))
+
+    @classmethod
     def prepare(cls, settings: TrainSettings, report: Report, holds_run: Callable[[Path], bool]) -> TrainingRun:
         """The run of ``settings``, its data loaded; ``holds_run(checkpoints)`` says whether a run is there
         already (what --resume continues and a new run must not overwrite)."""
-        cfg = load_config_file(settings.config_path)
-        params = TrainingConfig.from_dict(cfg.raw, cfg, str(settings.config_path))
-        if not params.train_csv:
+        run = cls.of(settings)
+        if not run.params.train_csv:
             raise StemsepError(
                 f"{settings.config_path} has no train_csv: training needs the dataset CSV "
-                f"({params.mix_name}_path, <instrument>_path..., duration)."
+                f"({run.params.mix_name}_path, <instrument>_path..., duration)."
             )
-        run = cls(settings, cfg, params)
         held = holds_run(run.checkpoints)
         if held and not settings.resume:
             raise StemsepError(HELD_RUN.format(run.model_dir))
