@@ -17,6 +17,8 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from stemsep.model.unet import PHASE_TAPS  # the export graph's taps per output phase
+
 rng = np.random.default_rng(0)
 # (skip channels, feature channels, out channels, input H, W) of deconv1..6 for T=512, F=1024
 LAYERS = [
@@ -27,7 +29,6 @@ LAYERS = [
     (32, 32, 16, 128, 256),
     (16, 16, 1, 256, 512),
 ]
-TAPS = ((3, 1), (4, 2, 0))
 
 
 def graph(nodes, inits, ins, out_shape):
@@ -36,17 +37,21 @@ def graph(nodes, inits, ins, out_shape):
     return m.SerializeToString()
 
 
+def joined(parts: list[int], nodes: list) -> str:
+    """The input the layer convolves: the two parts concatenated (one Concat node), or the one part."""
+    if len(parts) == 1:
+        return "x0"
+    nodes.append(helper.make_node("Concat", ["x0", "x1"], ["xc"], axis=1))
+    return "xc"
+
+
 def build(form, skip, feat, out, h, w, kernel):
     parts = [p for p in (skip, feat) if p]
     ins = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [1, c, h, w]) for i, c in enumerate(parts)]
     nodes, inits = [], []
     cin = sum(parts)
     if form == "convtranspose":
-        if len(parts) > 1:
-            nodes.append(helper.make_node("Concat", ["x0", "x1"], ["xc"], axis=1))
-            src = "xc"
-        else:
-            src = "x0"
+        src = joined(parts, nodes)
         inits.append(numpy_helper.from_array(kernel.transpose(3, 2, 0, 1).copy(), "k"))  # [in, out, kh, kw]
         nodes.append(
             helper.make_node("ConvTranspose", [src, "k"], ["y"], strides=[2, 2], pads=[1, 1, 2, 2], output_padding=[0, 0])
@@ -66,8 +71,8 @@ def build(form, skip, feat, out, h, w, kernel):
                 srcs.append((f"p{i}", first, c))
                 first += c
         phase_names = []
-        for ri, rows in enumerate(TAPS):
-            for ci, cols in enumerate(TAPS):
+        for ri, rows in enumerate(PHASE_TAPS):
+            for ci, cols in enumerate(PHASE_TAPS):
                 terms = []
                 for name, first, c in srcs:
                     k = kernel[np.ix_(rows, cols)][:, :, :, first : first + c]  # [r, c, out, in]
@@ -92,14 +97,10 @@ def build(form, skip, feat, out, h, w, kernel):
         nodes.append(helper.make_node("DepthToSpace", ["cat"], ["y"], blocksize=2, mode="DCR"))
         return graph(nodes, inits, ins, [1, out, 2 * h, 2 * w])
     if form == "one3x3":
-        if len(parts) > 1:
-            nodes.append(helper.make_node("Concat", ["x0", "x1"], ["xc"], axis=1))
-            src = "xc"
-        else:
-            src = "x0"
+        src = joined(parts, nodes)
         big = np.zeros((4 * out, cin, 3, 3), np.float32)
-        for ri, rows in enumerate(TAPS):
-            for ci, cols in enumerate(TAPS):
+        for ri, rows in enumerate(PHASE_TAPS):
+            for ci, cols in enumerate(PHASE_TAPS):
                 k = kernel[np.ix_(rows, cols)]  # [r, c, out, in]
                 block = np.zeros((3, 3, out, cin), np.float32)
                 block[: len(rows), : len(cols)] = k

@@ -32,7 +32,7 @@ def portable_elu(x):
 
 # Output row 2m + a of a 5-tap, stride-2 "same" transposed convolution (one row of padding
 # before) is the correlation of input rows m - 1, m[, m + 1] with these kernel taps.
-_PHASE_TAPS = ((3, 1), (4, 2, 0))
+PHASE_TAPS = ((3, 1), (4, 2, 0))
 
 
 class SubPixelConv2DTranspose(layers.Layer):
@@ -69,8 +69,8 @@ class SubPixelConv2DTranspose(layers.Layer):
         height, width = parts[0].shape[1], parts[0].shape[2]
         padded = [ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]) for x in parts]
         phases = []
-        for rows in _PHASE_TAPS:
-            for cols in _PHASE_TAPS:
+        for rows in PHASE_TAPS:
+            for cols in PHASE_TAPS:
                 # [rows, cols, out, in] -> [rows, cols, in, out]: this phase's taps only, no zeros.
                 kernel = ops.transpose(ops.take(ops.take(self.kernel, rows, axis=0), cols, axis=1), [0, 1, 3, 2])
                 total, first = None, 0
