@@ -86,7 +86,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script on any machine")
     parser.add_argument("--models", nargs="+", help="[2stems 4stems; --quick: 2stems]")
-    parser.add_argument("--only", default="unet,e2e,train,loss", help="comma-separated parts to run")
+    parser.add_argument(
+        "--only",
+        default="unet,e2e,train,as-built,loss",
+        help="comma-separated parts to run (as-built: one training row through the U-Net as built, slow to compile)",
+    )
     parser.add_argument("--train-batches", type=int, nargs="+", help="bf16 training batches to sweep [4 16]")
     parser.add_argument("--model-dir", type=Path, help="a folder holding the official 2stems/ and 4stems/ checkpoints")
     parser.add_argument("--work", type=Path, help="where the wav files go [a temporary folder]")
@@ -174,7 +178,7 @@ def bench_model(
                 )
     if len(stems) == 2:
         table.row("bf16 stems vs fp32 stems", name, "bf16", f"{min_snr(stems['fp32'], stems['bf16']):.1f} dB (lowest stem)")
-    fp32_steps = bench_training(table, name, source, sizes) if "train" in parts else None
+    fp32_steps = bench_training(table, name, source, sizes, "as-built" in parts) if "train" in parts else None
     if "loss" in parts and name == "2stems":
         batch = sizes.train_batches[0]
         steps = fp32_steps or trainer(source, "fp32")
@@ -328,7 +332,7 @@ def unet_rate(engine, batch: int, calls: int) -> float:
 # -- training ------------------------------------------------------------------------------------
 
 
-def bench_training(table: Table, name: str, source, sizes: Sizes):
+def bench_training(table: Table, name: str, source, sizes: Sizes, as_built: bool = True):
     """Training rows; returns the fp32 steps (compiled for the first batch size)."""
     first = sizes.train_batches[0]
     trainers = {}
@@ -342,14 +346,15 @@ def bench_training(table: Table, name: str, source, sizes: Sizes):
             f"{rate:.2f} steps/s = {rate * first:.1f} segments/s (compiled in {compile_s:.0f} s)",
         )
     best = (first, rate * first)
-    steps = trainer(source, "fp32", twin=False)  # convolutions XLA differentiates slowly: a few steps show it
-    rate, compile_s = train_rate(steps, source.config, first, max(2, sizes.train_steps // 4))
-    table.row(
-        f"training, batch {first}, U-Net as built",
-        name,
-        "fp32",
-        f"{rate:.2f} steps/s = {rate * first:.1f} segments/s (compiled in {compile_s:.0f} s)",
-    )
+    if as_built:
+        steps = trainer(source, "fp32", twin=False)  # convolutions XLA differentiates slowly: a few steps show it
+        rate, compile_s = train_rate(steps, source.config, first, max(2, sizes.train_steps // 4))
+        table.row(
+            f"training, batch {first}, U-Net as built",
+            name,
+            "fp32",
+            f"{rate:.2f} steps/s = {rate * first:.1f} segments/s (compiled in {compile_s:.0f} s)",
+        )
     steps = trainers["bf16"]
     rate = train_rate_fed(steps, source.config, first, sizes.train_steps)
     table.row(f"training, batch {first}, input pipeline from host memory", name, "bf16", f"{rate:.2f} steps/s")
