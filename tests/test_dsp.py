@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from stemsep.dsp import fft
 from stemsep.dsp.masks import extend_band, ratio_masks
 from stemsep.dsp.stft import OverlapAdd, periodic_hann, stft_frames
 
@@ -19,6 +20,31 @@ def test_stft_matches_tf_signal_with_pad_end():
     ours = stft_frames(padded, FRAME, HOP, n_frames, periodic_hann(FRAME)).transpose(1, 2, 0)
     assert ours.shape == expected.shape
     np.testing.assert_allclose(ours, expected, atol=2e-3 * np.abs(expected).max() / 100)
+
+
+def test_the_stfts_use_scipys_pocketfft_without_importing_scipy(monkeypatch):
+    """The fast FFTs are found in this installation (scipy is a dependency) and give numpy's numbers
+    (the numpy fallback computes the same STFT and inverse); the inverse gives the signal back."""
+    import subprocess
+    import sys
+
+    probe = "import sys; from stemsep.dsp import fft; print(fft.pocketfft() is not None, 'scipy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split() == [
+        "True",
+        "False",
+    ]
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(9 * HOP + FRAME, 2)).astype(np.float32)
+    fast = stft_frames(x, FRAME, HOP, 10, periodic_hann(FRAME))
+    fast_inverse = OverlapAdd(FRAME, HOP, 2, periodic_hann(FRAME)).push(fast)
+    monkeypatch.setattr(fft, "pocketfft", lambda: None)
+    slow = stft_frames(x, FRAME, HOP, 10, periodic_hann(FRAME))
+    assert fast.dtype == slow.dtype == np.complex64
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-5 * np.abs(slow).max())
+    slow_inverse = OverlapAdd(FRAME, HOP, 2, periodic_hann(FRAME)).push(fast)
+    assert fast_inverse.dtype == slow_inverse.dtype == np.float32
+    np.testing.assert_allclose(fast_inverse, slow_inverse, rtol=0, atol=1e-5 * np.abs(slow_inverse).max())
+    np.testing.assert_allclose(fast_inverse[3 * HOP :], x[3 * HOP : 10 * HOP], rtol=0, atol=1e-4)  # fully overlapped
 
 
 def test_overlap_add_matches_tf_inverse_stft_in_pieces():

@@ -41,6 +41,9 @@ def onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], dict[str, np
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     # Idle pool threads sleep instead of spinning: between runs the pipeline's own threads need the cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Activations from the arena as each is needed rather than one block planned for the whole graph:
+    # 2stems, one segment, 2 threads: peak RSS 329-344 MiB instead of 349-364, no slower (measured).
+    options.enable_mem_pattern = False
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     names = [o.name.split(":")[0] for o in session.get_outputs()]
