@@ -154,9 +154,10 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
     (folder / "config.json").write_text(json.dumps(config.raw))
     build_unet_model(config).save_weights(folder / "model.weights.h5")
     out = tmp_path / "exported"
-    export_model(str(folder), "tflite", out)
-    export_model(str(folder), "onnx", out)
-    assert len(list(out.glob("*.tflite"))) == 5 and len(list(out.glob("*.onnx"))) == 5
+    # The multi-instrument files only: per-instrument files are the 2stems tests' (a third of the time here).
+    export_model(str(folder), "tflite", out, per_instrument=False)
+    export_model(str(folder), "onnx", out, per_instrument=False)
+    assert len(list(out.glob("*.tflite"))) == 1 and len(list(out.glob("*.onnx"))) == 1
     reference = Separator(str(folder), backend="keras").separate(example_wave[:300_000], 44100)
     # Random weights saturate sigmoids, where the ratio masks divide tiny estimates by tiny sums:
     # this needs the exported sigmoid's relative precision far below -10 (ONNX Runtime's own
@@ -201,11 +202,11 @@ def test_four_stems_quantized_with_trained_weights(tmp_path, official_2stems, ex
     song = example_wave[:300_000]
     reference = Separator(str(folder), backend="keras").separate(song, 44100)
     for quantize in ("fp16", "int8", "int8-dynamic"):
-        export_model(str(folder), "tflite", out, quantize=quantize)
+        export_model(str(folder), "tflite", out, quantize=quantize, per_instrument=False)
         stems = Separator(str(out), backend="litert", quantization=quantize).separate(song, 44100)
         report = {name: round(snr_db(reference[name], stems[name]), 1) for name in reference}
         print(f"4stems (2stems weights) litert {quantize} SNR vs keras (dB): {report}")
         # int8-dynamic's float layers were chosen on the official 2stems model with its
         # activations; under this model's ELUs it measures ~12 / 17 dB: recorded, not a target.
         assert min(report.values()) >= {"fp16": 40.0, "int8": 20.0, "int8-dynamic": 10.0}[quantize], report
-    assert len(list(out.glob("*.tflite"))) == 15
+    assert len(list(out.glob("*.tflite"))) == 3
