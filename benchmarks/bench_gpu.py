@@ -16,7 +16,9 @@ the U-Nets and the fp32 training step as built, with Keras' strided Conv2D
 and Conv2DTranspose (stemsep's JAX U-Nets compute with a twin of regular
 convolutions, see ``separate/gpu/unets.py``); the end-to-end run with the
 stems dropped instead of written (what writing wav costs); how fast one
-batch's stems come back to host memory. ``--excerpt`` takes the SNR rows
+batch's stems come back to host memory; where a training step's time goes
+(forward, input and weight gradients, optimizer, each layer's kernel
+gradient alone). ``--excerpt`` takes the SNR rows
 from a real recording (a wav: no decoder on that machine).
 
 Weights: the official checkpoints if ``--model-dir`` holds them (a folder with
@@ -88,8 +90,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", help="[2stems 4stems; --quick: 2stems]")
     parser.add_argument(
         "--only",
-        default="unet,e2e,train,as-built,loss",
-        help="comma-separated parts to run (as-built: one training row through the U-Net as built, slow to compile)",
+        default="unet,e2e,train,as-built,loss,step",
+        help="comma-separated parts to run (as-built: one training row through the U-Net as built, slow to "
+        "compile; step: where a training step's time goes, layer by layer)",
     )
     parser.add_argument("--train-batches", type=int, nargs="+", help="bf16 training batches to sweep [4 16]")
     parser.add_argument("--model-dir", type=Path, help="a folder holding the official 2stems/ and 4stems/ checkpoints")
@@ -179,6 +182,8 @@ def bench_model(
     if len(stems) == 2:
         table.row("bf16 stems vs fp32 stems", name, "bf16", f"{min_snr(stems['fp32'], stems['bf16']):.1f} dB (lowest stem)")
     fp32_steps = bench_training(table, name, source, sizes, "as-built" in parts) if "train" in parts else None
+    if "step" in parts:
+        bench_step_split(table, name, source, sizes.train_batches[0])
     if "loss" in parts and name == "2stems":
         batch = sizes.train_batches[0]
         steps = fp32_steps or trainer(source, "fp32")
@@ -373,6 +378,65 @@ def bench_training(table: Table, name: str, source, sizes: Sizes, as_built: bool
         best = max(best, (batch, rate * batch), key=lambda pair: pair[1])
     table.row("training, best batch", name, "bf16", f"batch {best[0]}: {best[1]:.1f} segments/s")
     return trainers["fp32"]
+
+
+def bench_step_split(table: Table, name: str, source, batch: int, slowest: int = 6) -> None:
+    """Where a training step's time goes (fp32): forward, gradients with respect to the input only and
+    to the weights, the optimizer's update; then the kernel gradient of each layer of the twin U-Net
+    alone (its input random, of the shape the U-Net gives it), the slowest few.
+
+    Measured on an H200 (4stems, batch 4): forward 20.8 ms, gradient wrt input 39.0 ms, wrt weights
+    374 ms, Adam 7.1 ms; the twin's 3x3 convolution shapes alone took 0.2-0.5 ms each: the weights'
+    path holds something else slow, which the per-layer rows find."""
+    import jax
+
+    steps = trainer(source, "fp32")
+    state = _state(steps)
+    mix, sources = jax.device_put(_batch(source.config, batch, 0))
+    forward = jax.jit(lambda w, f, m: steps.forward.stateless_call(w, f, m, training=False)[0])
+    by_weights = jax.jit(jax.value_and_grad(steps._loss))
+    by_input = jax.jit(jax.value_and_grad(steps._loss, argnums=2))
+    update = jax.jit(steps.optimizer.stateless_apply)
+    _, gradients = by_weights(state.trainable, state.fixed, mix, sources)
+    parts = {
+        "forward": (forward, (state.trainable, state.fixed, mix)),
+        "loss and gradient wrt the input only": (by_input, (state.trainable, state.fixed, mix, sources)),
+        "loss and gradient wrt the weights": (by_weights, (state.trainable, state.fixed, mix, sources)),
+        "optimizer update": (update, (state.optimizer, gradients, state.trainable)),
+    }
+    for label, (function, args) in parts.items():
+        table.row(f"training step split, batch {batch}: {label}", name, "fp32", f"{_milliseconds(function, args):.1f} ms")
+    times = []
+    for layer in steps.forward.layers:
+        if not layer.trainable_weights:
+            continue
+        shapes = [tuple(t.shape) for t in (layer.input if isinstance(layer.input, list) else [layer.input])]
+        inputs = [jax.random.normal(jax.random.key(i), (batch, *shape[1:])) for i, shape in enumerate(shapes)]
+        trainable = [v.value for v in layer.trainable_variables]
+        fixed = [v.value for v in layer.non_trainable_variables]
+        call_inputs = inputs if isinstance(layer.input, list) else inputs[0]
+
+        def kernel_gradient(weights, fixed=fixed, layer=layer, call_inputs=call_inputs):
+            output, vjp = jax.vjp(lambda w: layer.stateless_call(w, fixed, call_inputs)[0], weights)
+            return vjp(jax.numpy.ones_like(output))
+
+        times.append((_milliseconds(jax.jit(kernel_gradient), (trainable,)), layer.name, type(layer).__name__))
+    times.sort(reverse=True)
+    shown = ", ".join(f"{layer} ({kind}) {ms:.2f} ms" for ms, layer, kind in times[:slowest])
+    table.row(f"kernel gradients of single layers, batch {batch}: slowest", name, "fp32", shown)
+    total = sum(t[0] for t in times)
+    table.row(f"kernel gradients of single layers, batch {batch}: all {len(times)}", name, "fp32", f"{total:.1f} ms")
+
+
+def _milliseconds(function, args, runs: int = 5) -> float:
+    import jax
+
+    jax.block_until_ready(function(*args))  # compiles
+    started = time.perf_counter()
+    for _ in range(runs):
+        out = function(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - started) / runs * 1000
 
 
 def trainer(source, precision: str, twin: bool = True):
