@@ -203,9 +203,10 @@ class Separator:
             sink.write(outs)
 
         blocks = watched(stream_audio(audio_path, model_rate, offset, duration))
+        shared = {i for i in range(len(self.instruments)) if sum(i in group for group in groups) > 1}
         for pieces in self.stream(blocks, progress):
             raise_if_stop_requested()
-            outs = [_sum(pieces, group) for group in groups]
+            outs = [_sum(pieces, group, shared) for group in groups]
             if with_mixture:
                 outs.insert(0, _take(pending, pieces[0].shape[0]))
             emit(outs)
@@ -233,10 +234,13 @@ class SeparatedFile:
     skipped: bool = False
 
 
-def _sum(pieces: list[np.ndarray], group: tuple[int, ...]) -> np.ndarray:
-    """The sum of the instruments in ``group`` (a fresh array: sinks may clamp it in place)."""
+def _sum(pieces: list[np.ndarray], group: tuple[int, ...], shared: set[int]) -> np.ndarray:
+    """The sum of the instruments in ``group``, an array the sinks may clamp in place: the piece itself
+    for one instrument that no other group reads (not in ``shared``), else a fresh array."""
     if not group:
         return np.zeros_like(pieces[0])
+    if len(group) == 1 and group[0] not in shared and pieces[group[0]].flags.writeable:
+        return pieces[group[0]]
     total = pieces[group[0]].copy()
     for index in group[1:]:
         total += pieces[index]
