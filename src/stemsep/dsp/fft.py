@@ -53,9 +53,10 @@ def rfft_into(frames: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
     module.r2c(frames, (frames.ndim - 1,), True, 0, out, threads)
 
 
-def irfft(spectra: np.ndarray, n: int, threads: int = 1) -> np.ndarray:
-    """``numpy.fft.irfft(spectra, n, axis=-1)``, float32 for complex64 ``spectra``."""
+def irfft_into(spectra: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+    """``out[...] = numpy.fft.irfft(spectra, n=out.shape[-1], axis=-1)`` for complex64 ``spectra``, float32 ``out``."""
     module = pocketfft()
     if module is None:
-        return np.fft.irfft(spectra, n=n, axis=-1).astype(np.float32, copy=False)
-    return module.c2r(spectra, (spectra.ndim - 1,), n, False, 2, None, threads)  # 2: divide by n, as numpy
+        out[...] = np.fft.irfft(spectra, n=out.shape[-1], axis=-1)
+        return
+    module.c2r(spectra, (spectra.ndim - 1,), out.shape[-1], False, 2, out, threads)  # 2: divide by n, as numpy

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from stemsep.dsp.fft import irfft, rfft_into
+from stemsep.dsp.fft import irfft_into, rfft_into
 
 WINDOW_COMPENSATION = 2.0 / 3.0
 FRAMES_PER_BLOCK = 128  # frames transformed at a time: 4 MB of float32 per channel at 4096 samples
@@ -39,10 +39,14 @@ def stft_frames(signal: np.ndarray, frame_length: int, frame_step: int, n_frames
     framed = np.lib.stride_tricks.sliding_window_view(channels_first, frame_length, axis=1)[:, ::frame_step]
     spectrum = np.empty((framed.shape[0], n_frames, frame_length // 2 + 1), dtype=np.complex64)
     threads = min(framed.shape[0], os.cpu_count() or 1)  # the channels' frames on separate cores
-    # Windowed frames a block at a time: a few MB in flight, not the chunk's whole frame matrix.
+    # Windowed frames a block at a time into one buffer: a few MB in flight, not the chunk's whole
+    # frame matrix, and allocated once (each fresh large array costs its page faults).
+    windowed = np.empty((framed.shape[0], min(FRAMES_PER_BLOCK, n_frames), frame_length), dtype=np.float32)
     for start in range(0, n_frames, FRAMES_PER_BLOCK):
         stop = min(start + FRAMES_PER_BLOCK, n_frames)
-        rfft_into(framed[:, start:stop] * window, spectrum[:, start:stop], threads)
+        block = windowed[:, : stop - start]
+        np.multiply(framed[:, start:stop], window, out=block)
+        rfft_into(block, spectrum[:, start:stop], threads)
     return spectrum
 
 
@@ -61,6 +65,7 @@ class OverlapAdd:
         self.frame_step = frame_step
         self.synthesis = (window * np.float32(WINDOW_COMPENSATION)).astype(np.float32)
         self.carry = np.zeros((channels, frame_length - frame_step), dtype=np.float32)
+        self._buffer: np.ndarray | None = None  # time frames, reused
 
     def push(self, stft: np.ndarray) -> np.ndarray:
         """Add frames [channels, n, bins]; return the samples now complete ([n * step, channels])."""
@@ -90,8 +95,13 @@ class OverlapAdd:
         return out[:, :done].T
 
     def _frames(self, stft: np.ndarray) -> np.ndarray:
-        """Windowed, compensated time frames [channels, n, frame_length] of spectra [channels, n, bins]."""
-        frames = irfft(stft, self.frame_length, self.threads)
+        """Windowed, compensated time frames [channels, n, frame_length] of spectra [channels, n, bins]
+        (n <= FRAMES_PER_BLOCK: into a buffer reused from call to call; the irregular-hop path, any n)."""
+        shape = (*stft.shape[:2], self.frame_length)
+        if self._buffer is None or self._buffer.shape[0] != shape[0] or self._buffer.shape[1] < shape[1]:
+            self._buffer = np.empty((shape[0], max(shape[1], FRAMES_PER_BLOCK), shape[2]), dtype=np.float32)
+        frames = self._buffer[:, : shape[1]]
+        irfft_into(stft, frames, self.threads)
         frames *= self.synthesis  # window and 2/3 compensation in one pass
         return frames
 
