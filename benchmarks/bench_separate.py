@@ -5,8 +5,9 @@ Same machine, same run, same inputs: the official example song and 180 s /
 and alternate (stemsep, spleeter, stemsep, ...) so that a busy moment of the
 machine hits both; each row gives medians over the pairs and the median of
 the per-pair ratios. The U-Net's own compute time for each input is measured
-in the same run (the engine alone on real segments, times the file's segment
-count), as is the machine's float32 matmul peak (numpy, with OpenBLAS's
+in the same run, before each row's runs (the engine alone on real segments,
+times the file's segment count), as is the machine's float32 matmul peak, at
+the start and at the end (numpy, with OpenBLAS's
 OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for that measurement only, and the
 kernel threadpoolctl names). Prints a Markdown table.
 
@@ -170,14 +171,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         inputs = {label: Path(p) for label, p in in_subprocess("make_inputs", example_song(), tmp, args.lengths).items()}
-        per_segment, flops = in_subprocess("unet_seconds_per_segment", inputs[list(inputs)[-1]])
-        peak = matmul_peak()
+        peaks = [matmul_peak()]
+        per_segments = []
         for mwf in (False,) if args.no_mwf else (False, True):
             for label, path in inputs.items():
                 flag = ["--mwf"] if mwf else []
                 common = ["separate", "-p", "spleeter:2stems", *flag]
                 ours_cmd = [str(ours_bin), *common, "-o", f"{tmp}/ours", "--overwrite", str(path)]
                 ref_cmd = [str(reference_bin), *common, "-o", f"{tmp}/ref", str(path)]
+                # The U-Net's time beside each row's runs: this machine's speed drifts within a run.
+                per_segment, flops = in_subprocess("unet_seconds_per_segment", inputs[list(inputs)[-1]])
+                per_segments.append(per_segment)
                 pairs = []
                 for _ in range(args.pairs):
                     ours = run_measured(ours_cmd, ours_env)
@@ -191,6 +195,8 @@ def main() -> None:
                     print(f"{label:22} mwf={mwf!s:5} stemsep {ours[0]:5.1f} s  spleeter {reference[0]:5.1f} s", file=sys.stderr)
                 unet = segments_of(path, cfg) * per_segment
                 rows.append((label + (" --mwf" if mwf else ""), pairs, unet))
+
+        peaks.append(matmul_peak())
 
     print(f"\n2stems on {os.cpu_count()} cores, {args.pairs} alternating pairs of whole processes (medians; peak RSS: max):\n")
     print(
@@ -206,11 +212,15 @@ def main() -> None:
             f"| {label} | {ours_wall:.2f} s | {unet:.2f} s | {ours_wall / unet:.2f} | {ref_wall:.1f} s | {ratio:.2f} "
             f"| {max(o[1] for o, _ in pairs):.0f} MiB | {max(r[1] for _, r in pairs):.0f} MiB |"
         )
+    per_segment = statistics.median(per_segments)
     rate = flops / per_segment / 1e9
+    best = max(peak["gflops"] for peak in peaks)
     print(
-        f"\nU-Net (2 instruments, default engine) per [1, 512, 1024, 2] segment of real music: {per_segment * 1000:.0f} ms "
-        f"= {rate:.0f} GFLOP/s; numpy float32 matmul 2048^3 peak: {peak['gflops']:.0f} GFLOP/s ({peak['kernel']}), "
-        f"U-Net at {rate / peak['gflops']:.0%} of it."
+        f"\nU-Net (2 instruments, default engine) per [1, 512, 1024, 2] segment of real music, measured before each "
+        f"row: {' / '.join(f'{t * 1000:.0f}' for t in per_segments)} ms, median {per_segment * 1000:.0f} ms = "
+        f"{rate:.0f} GFLOP/s; numpy float32 matmul 2048^3 peak at the start / end: "
+        f"{' / '.join(format(peak['gflops'], '.0f') for peak in peaks)} GFLOP/s ({peaks[0]['kernel']}), "
+        f"U-Net at {rate / best:.0%} of the higher."
     )
 
 
