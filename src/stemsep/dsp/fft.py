@@ -2,12 +2,13 @@
 
 numpy 2's ``rfft`` measured 4x slower than the same pocketfft library as scipy
 builds it (4096-point float32 frames: 34 vs 8.3 us each on this project's
-machines; numpy's ``irfft`` is not slow) and does not run two calls in
-parallel; its ``irfft`` is as fast, but 1.8x slower than the same module's
-two threads on one chunk (1024 frames: 12.1 vs 6.8 ms). ``import scipy.fft`` would bring it but costs ~0.35 s of start-up
-(its array-API layer), more than the whole saving on a short song; the
-compiled module alone loads in ~1 ms from its file. Where scipy's layout
-differs (another version), numpy computes the same numbers.
+machines) and two threads did not halve its time; numpy's ``irfft`` is as fast
+on one thread, but only pocketfft's writes into a buffer the caller reuses
+(every fresh large array costs its page faults). ``import scipy.fft`` would
+bring the module but costs ~0.35 s of start-up (its array-API layer), more
+than the whole saving on a short song; the compiled module alone loads in
+~1 ms from its file. Where scipy's layout differs (another version), numpy
+computes the same numbers.
 """
 
 from __future__ import annotations

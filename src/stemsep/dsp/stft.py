@@ -58,10 +58,8 @@ class OverlapAdd:
     ``frame_length - frame_step`` samples are carried between calls.
     """
 
-    def __init__(self, frame_length: int, frame_step: int, channels: int, window: np.ndarray, threads: int = 1) -> None:
-        """``threads``: the FFT's (the pipeline runs one OverlapAdd per instrument at once, each on one)."""
+    def __init__(self, frame_length: int, frame_step: int, channels: int, window: np.ndarray) -> None:
         self.frame_length = frame_length
-        self.threads = threads
         self.frame_step = frame_step
         self.synthesis = (window * np.float32(WINDOW_COMPENSATION)).astype(np.float32)
         self.carry = np.zeros((channels, frame_length - frame_step), dtype=np.float32)
@@ -101,7 +99,7 @@ class OverlapAdd:
         if self._buffer is None or self._buffer.shape[0] != shape[0] or self._buffer.shape[1] < shape[1]:
             self._buffer = np.empty((shape[0], max(shape[1], FRAMES_PER_BLOCK), shape[2]), dtype=np.float32)
         frames = self._buffer[:, : shape[1]]
-        irfft_into(stft, frames, self.threads)
+        irfft_into(stft, frames)  # one thread: the pipeline inverts its instruments on separate cores
         frames *= self.synthesis  # window and 2/3 compensation in one pass
         return frames
 
