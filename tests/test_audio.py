@@ -25,6 +25,24 @@ def test_offset_and_duration_are_sample_exact(tmp_path):
         _read(path, 22050, offset=10.0)
 
 
+@pytest.mark.parametrize(("subtype", "codec"), [("PCM_16", "pcm_s16le"), ("PCM_24", "pcm_s24le"), ("FLOAT", "pcm_f32le")])
+def test_pcm_wav_read_through_libsndfile_gives_ffmpegs_samples(tmp_path, monkeypatch, subtype, codec):
+    import soundfile
+
+    from stemsep.audio import decode
+
+    path = tmp_path / "a.wav"
+    soundfile.write(path, music_like(3.0, 44100, channels=3), 44100, subtype=subtype)  # 3 channels: 2 kept
+    assert probe(path).codec == codec
+    fast = _read(path, 44100, offset=0.5, duration=2.0)
+    monkeypatch.setattr(decode, "_decoded_blocks", None)  # no PyAV: the libsndfile path alone
+    np.testing.assert_array_equal(_read(path, 44100, offset=0.5, duration=2.0), fast)
+    monkeypatch.undo()
+    monkeypatch.setattr(decode, "SNDFILE_CODECS", frozenset())
+    np.testing.assert_array_equal(_read(path, 44100, offset=0.5, duration=2.0), fast)  # FFmpeg's conversion
+    assert fast.shape == (88200, 2)
+
+
 def test_mono_is_duplicated_and_extra_channels_dropped(tmp_path):
     mono = music_like(1.0, 8000, 1)
     stereo = _read(write_audio(tmp_path / "m.wav", mono, 8000), 8000)

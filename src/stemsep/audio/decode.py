@@ -10,6 +10,10 @@ duration that does not decode) and samples that are NaN or infinite (a float
 WAV can hold them; the STFT would spread them over every stem as full-scale
 noise). The finiteness check, ``np.isfinite`` on each decoded block, costs
 10-14 ms for a 180 s stereo file (measured), whose decode alone takes ~300 ms.
+
+PCM WAV (16- and 24-bit integer, 32-bit float) is read through libsndfile
+instead: the same float32 samples as FFmpeg's conversion (tested), ~5x faster
+(180 s of 16-bit stereo: 0.07 s against 0.36-0.42 s through PyAV, measured).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import soundfile
 import soxr
 
 from stemsep.audio.header import data_length
@@ -27,6 +32,8 @@ from stemsep.errors import StemsepError
 
 # A declared duration longer than what decodes by this much means a cut file.
 TRUNCATION_TOLERANCE_S = 1.0
+# FFmpeg's decoders whose streams libsndfile reads to the same float32 samples (the WAV tests compare them).
+SNDFILE_CODECS = frozenset({"pcm_s16le", "pcm_s24le", "pcm_f32le"})
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,30 @@ def to_stereo(block: np.ndarray) -> np.ndarray:
     return block[:, :2]
 
 
+def _sample_blocks(path: Path, info: AudioInfo, stream_index: int) -> Iterator[np.ndarray]:
+    """The file's samples as float32 [n, channels] blocks at its own rate: libsndfile for PCM WAV, else PyAV."""
+    if stream_index == 0 and info.codec in SNDFILE_CODECS and path.suffix.lower() == ".wav":
+        try:
+            sound = soundfile.SoundFile(path)
+        except (RuntimeError, OSError):  # libsndfile refuses it: FFmpeg decodes it, or says why not
+            return _decoded_blocks(path, stream_index)
+        # Only where both read the same length: a WAV written to a pipe declares no data size, which
+        # FFmpeg reads to the end of the file and libsndfile as empty.
+        if info.duration is not None and abs(sound.frames - info.duration * info.sample_rate) < 1:
+            return _sndfile_blocks(sound)
+        sound.close()
+    return _decoded_blocks(path, stream_index)
+
+
+def _sndfile_blocks(sound: soundfile.SoundFile, frames: int = 1 << 15) -> Iterator[np.ndarray]:
+    with sound:
+        while True:
+            block = sound.read(frames, dtype="float32", always_2d=True)
+            if not block.shape[0]:
+                return
+            yield block
+
+
 def _decoded_blocks(path: Path, stream_index: int = 0, min_frames: int = 1 << 15) -> Iterator[np.ndarray]:
     """Decoded samples as float32 [n, channels] at the file's own rate, in blocks of at least
     ``min_frames`` (but the last): one transpose per block, not per codec frame (~1k samples)."""
@@ -149,7 +180,7 @@ def stream_audio(
     resampler = None
     if info.sample_rate != sample_rate:
         resampler = soxr.ResampleStream(info.sample_rate, sample_rate, 2, dtype="float32", quality="HQ")
-    window = _Window(_decoded_blocks(path, stream_index), start, stop)
+    window = _Window(_sample_blocks(path, info, stream_index), start, stop)
     bad = NonFinite()
     pending: list[np.ndarray] = []
     pending_len = 0
