@@ -1,11 +1,12 @@
 """ONNX Runtime (CPU) time of each decoder layer of Spleeter's U-Net (T 512, F 1024) in four graph forms.
 
-The forms compute the same 5x5, stride-2, "same" transposed convolution (random weights; outputs
-compared with the first form): ``convtranspose`` (ONNX ConvTranspose), ``phases_split`` (what
-stemsep's export graph holds: four phase convolutions per input part, summed, interleaved by
-DepthToSpace), ``phases`` (the same on the concatenated input) and ``one3x3`` (one 3x3 convolution
-with four times the outputs, zero taps included, then DepthToSpace). Two intra-op threads, as the
-CPU engine on this project's 2-core machines.
+The forms compute the same 5x5, stride-2, "same" transposed convolution (random weights;
+outputs compared with the first form): ``convtranspose`` (ONNX ConvTranspose: what stemsep's
+ONNX exports and prepared models hold), ``phases_split`` (what its LiteRT export graph holds:
+four phase convolutions per input part, summed, interleaved by DepthToSpace), ``phases`` (the
+same on the concatenated input) and ``one3x3`` (one 3x3 convolution with four times the
+outputs, zero taps included, then DepthToSpace). Two intra-op threads, as the CPU engine on
+this project's 2-core machines.
 
     python benchmarks/bench_decoder_forms.py [LAYERS]   # LAYERS: how many of the six, from the deepest
 """

@@ -65,6 +65,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run by runpy, which does not add it
+
+from timing import median_seconds  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -428,15 +431,11 @@ def bench_step_split(table: Table, name: str, source, batch: int, slowest: int =
     table.row(f"kernel gradients of single layers, batch {batch}: all {len(times)}", name, "fp32", f"{total:.1f} ms")
 
 
-def _milliseconds(function, args, runs: int = 5) -> float:
+def _milliseconds(function, args) -> float:
+    """Median milliseconds of one call, the device finished (the first call, untimed, compiles)."""
     import jax
 
-    jax.block_until_ready(function(*args))  # compiles
-    started = time.perf_counter()
-    for _ in range(runs):
-        out = function(*args)
-    jax.block_until_ready(out)
-    return (time.perf_counter() - started) / runs * 1000
+    return median_seconds(lambda: jax.block_until_ready(function(*args)), warmup=1, runs=5) * 1000
 
 
 def trainer(source, precision: str, twin: bool = True):

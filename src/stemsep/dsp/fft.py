@@ -54,10 +54,10 @@ def rfft_into(frames: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
     module.r2c(frames, (frames.ndim - 1,), True, 0, out, threads)
 
 
-def irfft_into(spectra: np.ndarray, out: np.ndarray, threads: int = 1) -> None:
+def irfft_into(spectra: np.ndarray, out: np.ndarray) -> None:
     """``out[...] = numpy.fft.irfft(spectra, n=out.shape[-1], axis=-1)`` for complex64 ``spectra``, float32 ``out``."""
     module = pocketfft()
     if module is None:
         out[...] = np.fft.irfft(spectra, n=out.shape[-1], axis=-1)
         return
-    module.c2r(spectra, (spectra.ndim - 1,), out.shape[-1], False, 2, out, threads)  # 2: divide by n, as numpy
+    module.c2r(spectra, (spectra.ndim - 1,), out.shape[-1], False, 2, out, 1)  # 2: divide by n, as numpy; 1 thread

@@ -99,7 +99,7 @@ class OverlapAdd:
         if self._buffer is None or self._buffer.shape[0] != shape[0] or self._buffer.shape[1] < shape[1]:
             self._buffer = np.empty((shape[0], max(shape[1], FRAMES_PER_BLOCK), shape[2]), dtype=np.float32)
         frames = self._buffer[:, : shape[1]]
-        irfft_into(stft, frames)  # one thread: the pipeline inverts its instruments on separate cores
+        irfft_into(stft, frames)  # on one thread: the pipeline inverts its instruments on separate cores
         frames *= self.synthesis  # window and 2/3 compensation in one pass
         return frames
 
