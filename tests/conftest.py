@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+_SESSION_CACHE: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One stemsep cache for the session, removed at its end: the suite converts many random and
+    freshly trained checkpoints (~100 MiB each, keyed by hash), which would otherwise pile up in the
+    user's ~/.cache/stemsep run after run. Set here, before test modules are imported, so that
+    environments copied at import (subprocess env dicts) carry it too."""
+    global _SESSION_CACHE
+    _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="stemsep-test-cache-"))
+    os.environ["STEMSEP_CACHE"] = str(_SESSION_CACHE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

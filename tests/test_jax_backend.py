@@ -190,7 +190,7 @@ from stemsep.train.jax_loop import train
 from stemsep.train.loop import TrainSettings
 
 for config, steps, resume in json.loads(sys.argv[1]):
-    settings = TrainSettings(Path(config), Path(sys.argv[2]), resume=resume, init=sys.argv[3], max_steps=steps)
+    settings = TrainSettings(Path(config), Path(sys.argv[2]), resume=resume, init=sys.argv[3], max_steps=steps, keep=1)
     train(settings, report=print)
 print("tensorflow imported:", "tensorflow" in sys.modules)
 """
@@ -245,7 +245,9 @@ def test_jax_training_equals_tensorflow_resumes_exactly_and_shares_checkpoints(t
         return path
 
     def tensorflow(name: str, steps: int, resume: bool = False) -> None:
-        settings = TrainSettings(config(name), data, resume=resume, init=str(init), max_steps=steps, export_savedmodel=False)
+        settings = TrainSettings(
+            config(name), data, resume=resume, init=str(init), max_steps=steps, keep=1, export_savedmodel=False
+        )
         train_on(settings, "cpu", "keras", "fp32", report=print)
 
     def jax(*runs: tuple[str, int, bool]) -> None:

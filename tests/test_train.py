@@ -67,7 +67,7 @@ def test_550_cpu_training_steps_beat_the_mixture_by_3_db_on_held_out_tracks(synt
 
     # How long this takes is measured by benchmarks/bench_train.py, not asserted here.
     config = small_config(synthetic, tmp_path / "model", train_max_steps=550)
-    result = train(TrainSettings(config, synthetic, export_savedmodel=False), report=print)
+    result = train(TrainSettings(config, synthetic, keep=1, export_savedmodel=False), report=print)
     assert result.last_step == 550
 
     evaluate(str(tmp_path / "model"), synthetic, tmp_path / "eval", subset="test", backend="keras", workers=2)
@@ -89,14 +89,16 @@ def test_550_cpu_training_steps_beat_the_mixture_by_3_db_on_held_out_tracks(synt
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_the_same_losses(synthetic, tmp_path):
     overrides = {"train_max_steps": 40, "save_checkpoints_steps": 10, "save_summary_steps": 5}
+    # --keep 2: a 4stems checkpoint with its Adam moments is ~470 MB
     straight = small_config(synthetic, tmp_path / "straight", **overrides)
-    done = run_cli("train", "-p", str(straight), "-d", str(synthetic), "--no-savedmodel")
+    done = run_cli("train", "-p", str(straight), "-d", str(synthetic), "--no-savedmodel", "--keep", "2")
     assert done.returncode == 0, done.stderr
     expected = read_log(tmp_path / "straight")
 
     killed = small_config(synthetic, tmp_path / "killed", **overrides)
     process = subprocess.Popen(
-        [sys.executable, "-m", "stemsep.cli", "train", "-p", str(killed), "-d", str(synthetic), "--no-savedmodel"], cwd=REPO
+        [sys.executable, "-m", "stemsep.cli", "train", "-p", str(killed), "-d", str(synthetic), "--no-savedmodel", "--keep", "2"],
+        cwd=REPO,
     )
     log = tmp_path / "killed" / "train_log.csv"
     deadline = time.time() + 300
@@ -109,9 +111,9 @@ def test_sigkill_then_resume_continues_the_same_losses(synthetic, tmp_path):
     progress = max(read_log(tmp_path / "killed"))
     assert 25 <= progress < 40, "the kill must land mid-run"
 
-    again = run_cli("train", "-p", str(killed), "-d", str(synthetic), "--no-savedmodel")
+    again = run_cli("train", "-p", str(killed), "-d", str(synthetic), "--no-savedmodel", "--keep", "2")
     assert again.returncode == 1 and "already holds a training run" in again.stderr
-    resumed = run_cli("train", "-p", str(killed), "-d", str(synthetic), "--resume", "--no-savedmodel")
+    resumed = run_cli("train", "-p", str(killed), "-d", str(synthetic), "--resume", "--no-savedmodel", "--keep", "2")
     assert resumed.returncode == 0, resumed.stderr
     restart = int(resumed.stdout.split("at step ")[1].split(".")[0])
     assert restart in (20, 30) and restart <= progress
