@@ -21,6 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     global _SESSION_CACHE
     _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="stemsep-test-cache-"))
     os.environ["STEMSEP_CACHE"] = str(_SESSION_CACHE)
+    # JAX's compiled programs (~20 MB, keyed by program) are kept across runs, as the reference venv is.
+    from tests.reference import harness
+
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(harness.root() / "jax"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

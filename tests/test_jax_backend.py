@@ -7,7 +7,7 @@ and never imports TensorFlow.
 Keras has one backend per process, so every JAX run is a subprocess (this process holds Keras on
 TensorFlow for the references). JAX's convolutions on CPU are ~10x slower than TensorFlow's: the
 excerpts and networks are small. Measured on 2 busy cores: 254 s for the module (training 159 s, the
-separation subprocess 58 s), with JAX's compilation cache (~/.cache/stemsep/jax) warm.
+separation subprocess 58 s), with JAX's compilation cache (~/.cache/stemsep-tests/jax) warm.
 """
 
 from __future__ import annotations
