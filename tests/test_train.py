@@ -89,17 +89,18 @@ def test_550_cpu_training_steps_beat_the_mixture_by_3_db_on_held_out_tracks(synt
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_the_same_losses(synthetic, tmp_path):
     overrides = {"train_max_steps": 40, "save_checkpoints_steps": 10, "save_summary_steps": 5}
-    # --keep 2: a 4stems checkpoint with its Adam moments is ~470 MB
+
+    def train_args(config: Path, *extra: str) -> list[str]:
+        # --keep 2: a 4stems checkpoint with its Adam moments is ~470 MB
+        return ["train", "-p", str(config), "-d", str(synthetic), "--no-savedmodel", "--keep", "2", *extra]
+
     straight = small_config(synthetic, tmp_path / "straight", **overrides)
-    done = run_cli("train", "-p", str(straight), "-d", str(synthetic), "--no-savedmodel", "--keep", "2")
+    done = run_cli(*train_args(straight))
     assert done.returncode == 0, done.stderr
     expected = read_log(tmp_path / "straight")
 
     killed = small_config(synthetic, tmp_path / "killed", **overrides)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stemsep.cli", "train", "-p", str(killed), "-d", str(synthetic), "--no-savedmodel", "--keep", "2"],
-        cwd=REPO,
-    )
+    process = subprocess.Popen([sys.executable, "-m", "stemsep.cli", *train_args(killed)], cwd=REPO)
     log = tmp_path / "killed" / "train_log.csv"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -111,9 +112,9 @@ def test_sigkill_then_resume_continues_the_same_losses(synthetic, tmp_path):
     progress = max(read_log(tmp_path / "killed"))
     assert 25 <= progress < 40, "the kill must land mid-run"
 
-    again = run_cli("train", "-p", str(killed), "-d", str(synthetic), "--no-savedmodel", "--keep", "2")
+    again = run_cli(*train_args(killed))
     assert again.returncode == 1 and "already holds a training run" in again.stderr
-    resumed = run_cli("train", "-p", str(killed), "-d", str(synthetic), "--resume", "--no-savedmodel", "--keep", "2")
+    resumed = run_cli(*train_args(killed, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     restart = int(resumed.stdout.split("at step ")[1].split(".")[0])
     assert restart in (20, 30) and restart <= progress
