@@ -60,12 +60,17 @@ def test_prepared_model_separates_with_tensorflow_blocked(mwf, tmp_path, example
 
 
 def test_prepared_model_is_made_once_and_reused(official_2stems):
+    import onnx
+
     from stemsep.separate.prepared import prepared_folder
 
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
     folder = prepared_folder("spleeter:2stems", official_2stems.parent, "onnx")
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["2stems-spectrogram-fp32.onnx", "2stems-spectrogram-fp32.onnx.json", "2stems-spectrogram-fp32.weights"]
+    graph = onnx.load(folder / files[0], load_external_data=False).graph
+    # each U-Net's five wide transposed convolutions run as phase convolutions (export.onnx_phases)
+    assert sum(node.name.endswith("/interleave") for node in graph.node) == 2 * 5
     stamp = (folder / files[0]).stat().st_mtime_ns
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
     assert (folder / files[0]).stat().st_mtime_ns == stamp

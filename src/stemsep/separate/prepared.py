@@ -25,7 +25,7 @@ from stemsep.export.metadata import select
 from stemsep.files import current_umask
 from stemsep.model.loader import resolve_source, source_key
 
-PREPARED_FORMAT = "2"  # bump when the export graph, its optimization or its metadata changes
+PREPARED_FORMAT = "3"  # bump when the export graph, its optimization or its metadata changes
 FORMATS = {"onnx": "onnx", "litert": "tflite"}
 RUNTIME_NAMES = {"onnx": "ONNX Runtime", "litert": "LiteRT"}
 
@@ -88,27 +88,56 @@ def optimize_for_onnxruntime(path: Path) -> None:
     """Replace ``path`` by ONNX Runtime's own optimized graph (fusions that any CPU runs, not the
     machine-specific layouts) with the weights in a file beside it, when it computes the same.
 
-    Measured on 2stems: session start 0.40 -> 0.17 s, peak RSS ~75 MiB lower (the weights are
-    read from their file instead of a second copy inside the parsed model).
+    The wide transposed convolutions become one convolution per output phase first
+    (``export.onnx_phases``: the U-Net 329 -> 282 ms per 2stems segment); if that graph does not
+    compute the same, the exported one is optimized as it is. Measured on 2stems: session start
+    0.40 -> 0.17 s, peak RSS ~75 MiB lower (the weights are read from their file instead of a
+    second copy inside the parsed model).
     """
-    import numpy as np
+    import onnx
     import onnxruntime
 
+    from stemsep.export.onnx_phases import split_transposed_convolutions
+
+    model = onnx.load(str(path))
+    sources = [path]
+    if split_transposed_convolutions(model):
+        phased = path.with_name(path.stem + ".phases.onnx")
+        onnx.save(model, str(phased))
+        sources.insert(0, phased)
+    del model
+    exported = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     optimized = path.with_name(path.stem + ".optimized.onnx")
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(optimized)
-    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", path.stem + ".weights")
-    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-    original = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    rewritten = onnxruntime.InferenceSession(str(optimized), providers=["CPUExecutionProvider"])
-    feed = {i.name: np.random.default_rng(0).uniform(0, 2, i.shape).astype(np.float32) for i in original.get_inputs()}
-    for before, after in zip(original.run(None, feed), rewritten.run(None, feed)):
+    weights = path.with_name(path.stem + ".weights")
+    try:
+        for source in sources:
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            options.optimized_model_filepath = str(optimized)
+            options.add_session_config_entry("session.optimized_model_external_initializers_file_name", weights.name)
+            options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+            onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+            rewritten = onnxruntime.InferenceSession(str(optimized), providers=["CPUExecutionProvider"])
+            if _same_outputs(exported, rewritten):
+                os.replace(optimized, path)
+                return
+        optimized.unlink()  # keep the exported graph as it is
+        weights.unlink(missing_ok=True)
+    finally:
+        for source in sources[:-1]:
+            source.unlink()
+
+
+def _same_outputs(reference, candidate, min_snr_db: float = 100.0) -> bool:
+    """Whether two ONNX Runtime sessions give the same outputs (>= ``min_snr_db``) on one random input."""
+    import numpy as np
+
+    feed = {i.name: np.random.default_rng(0).uniform(0, 2, i.shape).astype(np.float32) for i in reference.get_inputs()}
+    for before, after in zip(reference.run(None, feed), candidate.run(None, feed)):
         error = float(np.sum((before.astype(np.float64) - after) ** 2))
-        if 10 * np.log10(float(np.sum(before.astype(np.float64) ** 2)) / max(error, 1e-30)) < 100.0:
-            optimized.unlink()  # keep the exported graph as it is
-            return
-    os.replace(optimized, path)
+        if 10 * np.log10(float(np.sum(before.astype(np.float64) ** 2)) / max(error, 1e-30)) < min_snr_db:
+            return False
+    return True
 
 
 def _installed_version(package: str) -> str:
