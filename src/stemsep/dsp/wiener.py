@@ -22,11 +22,19 @@ from stemsep.dsp.masks import extend_band
 FRAMES_PER_BLOCK = 128  # temporaries of ~2 MB at 2049 bins
 
 
-def wiener_stfts(estimates: list[np.ndarray], stft: np.ndarray, pool: ThreadPoolExecutor | None = None) -> list[np.ndarray]:
+def wiener_stfts(
+    estimates: list[np.ndarray],
+    stft: np.ndarray,
+    pool: ThreadPoolExecutor | None = None,
+    reuse: list[np.ndarray] | None = None,
+) -> list[np.ndarray]:
     """Filtered STFTs per instrument, [frames, bins, channels] complex64.
 
     estimates: per instrument U-Net magnitudes [frames, F, channels] (zero above F);
-    stft: the mixture [frames, bins, channels]. ``pool`` filters blocks of frames in parallel.
+    stft: the mixture [frames, bins, channels]. ``pool`` builds the sources' models and filters
+    blocks of frames in parallel. ``reuse``: what the previous call returned, once its caller is
+    done with it: its arrays are filled again where they fit (no fresh 8 MB buffers and their
+    page faults per chunk).
     """
     n_frames, n_bins, n_channels = stft.shape
     if n_channels != 2:
@@ -42,9 +50,16 @@ def wiener_stfts(estimates: list[np.ndarray], stft: np.ndarray, pool: ThreadPool
     band = estimates[0].shape[1]
     x = stft[:, :band] / np.float32(scale)
     total = sum(estimates) + np.float32(eps)
-    models = [_SourceModel(e / total * x, eps) for e in estimates]  # norbert.softmask
+
+    def model(estimate: np.ndarray) -> _SourceModel:
+        return _SourceModel(estimate / total * x, eps)  # norbert.softmask
+
+    models = list(map(model, estimates) if pool is None else pool.map(model, estimates))
     blocks = [slice(s, min(s + FRAMES_PER_BLOCK, n_frames)) for s in range(0, n_frames, FRAMES_PER_BLOCK)]
-    out = [np.zeros_like(stft) for _ in models]
+    if reuse is not None and len(reuse) == len(models) and all(o.shape == stft.shape for o in reuse):
+        out = reuse  # zero above the band since they were made: only the band is written
+    else:
+        out = [np.zeros_like(stft) for _ in models]
 
     def separate(block: slice) -> None:
         powers = [m.power[block] for m in models]
