@@ -1,8 +1,10 @@
-"""ONNX Runtime (CPU) time of each decoder layer of Spleeter's U-Net (T 512, F 1024) in four graph forms.
+"""ONNX Runtime (CPU) time of each decoder layer of Spleeter's U-Net (T 512, F 1024) in five graph forms.
 
 The forms compute the same 5x5, stride-2, "same" transposed convolution (random weights;
 outputs compared with the first form): ``convtranspose`` (ONNX ConvTranspose: what stemsep's
-ONNX exports and prepared models hold), ``phases_split`` (what its LiteRT export graph holds:
+ONNX exports hold), ``prepared`` (what prepared models hold where the layer has >= 16 outputs:
+``export.onnx_phases``' exact phase convolutions, block transpose and one-hot interleave; the
+last layer stays a ConvTranspose), ``phases_split`` (what its LiteRT export graph holds:
 four phase convolutions per input part, summed, interleaved by DepthToSpace), ``phases`` (the
 same on the concatenated input) and ``one3x3`` (one 3x3 convolution with four times the
 outputs, zero taps included, then DepthToSpace). Two intra-op threads, as the CPU engine on
@@ -18,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from stemsep.export.onnx_phases import split_transposed_convolutions  # what prepared models hold
 from stemsep.model.unet import PHASE_TAPS  # the export graph's taps per output phase
 
 rng = np.random.default_rng(0)
@@ -32,9 +35,11 @@ LAYERS = [
 ]
 
 
-def graph(nodes, inits, ins, out_shape):
+def graph(nodes, inits, ins, out_shape, prepared=False):
     g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    if prepared:
+        split_transposed_convolutions(m)  # leaves the 1-output last layer as it is
     return m.SerializeToString()
 
 
@@ -51,14 +56,14 @@ def build(form, skip, feat, out, h, w, kernel):
     ins = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [1, c, h, w]) for i, c in enumerate(parts)]
     nodes, inits = [], []
     cin = sum(parts)
-    if form == "convtranspose":
+    if form in ("convtranspose", "prepared"):
         src = joined(parts, nodes)
         inits.append(numpy_helper.from_array(kernel.transpose(3, 2, 0, 1).copy(), "k"))  # [in, out, kh, kw]
         nodes.append(
             helper.make_node("ConvTranspose", [src, "k"], ["y"], strides=[2, 2], pads=[1, 1, 2, 2], output_padding=[0, 0])
         )
         # Keras "same": output 2h; ORT: (h-1)*2 + 5 - 3 = 2h
-        return graph(nodes, inits, ins, [1, out, 2 * h, 2 * w])
+        return graph(nodes, inits, ins, [1, out, 2 * h, 2 * w], prepared=form == "prepared")
     if form in ("phases_split", "phases"):
         for i in range(len(parts)):
             nodes.append(helper.make_node("Pad", [f"x{i}", "pads"], [f"p{i}"]))
@@ -126,7 +131,7 @@ def run(model_bytes, feeds, reps):
     return np.median(times), y
 
 
-forms = ["convtranspose", "phases_split", "phases", "one3x3"]
+forms = ["convtranspose", "prepared", "phases_split", "phases", "one3x3"]
 total = {f: 0.0 for f in forms}
 for n, (skip, feat, out, h, w) in enumerate(LAYERS[: int(sys.argv[1]) if len(sys.argv) > 1 else 6], 1):
     cin = skip + feat

@@ -135,7 +135,6 @@ class _Reconstruction:
         channels = cfg.output_channels
         self.overlap_adds = [OverlapAdd(cfg.frame_length, cfg.frame_step, channels, window) for _ in cfg.instruments]
         self.masked: list[np.ndarray | None] = [None] * len(cfg.instruments)  # reused across chunks
-        self.filtered: list[np.ndarray] | None = None  # the Wiener filter's outputs, reused across chunks
 
     def __call__(self, stft: np.ndarray, estimates: list[np.ndarray]) -> list[np.ndarray]:
         """Finished samples per instrument for chunk ``stft`` [n_channels, frames, bins]."""
@@ -146,8 +145,7 @@ class _Reconstruction:
             # estimate shapes its own channel, as the masks do.
             channels = self.cfg.output_channels
             mixture = stft if stft.shape[0] == channels else np.repeat(stft, channels, axis=0)
-            self.filtered = wiener_stfts(estimates, mixture.transpose(1, 2, 0), self.pool, self.filtered)
-            stfts = [s.transpose(2, 0, 1) for s in self.filtered]
+            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(estimates, mixture.transpose(1, 2, 0), self.pool)]
             return list(self.pool.map(lambda i: self.overlap_adds[i].push(stfts[i]), range(len(stfts))))
         masks = ratio_masks(estimates, self.cfg.separation_exponent)
 
