@@ -22,11 +22,7 @@ from stemsep.dsp.masks import extend_band
 FRAMES_PER_BLOCK = 128  # temporaries of ~2 MB at 2049 bins
 
 
-def wiener_stfts(
-    estimates: list[np.ndarray],
-    stft: np.ndarray,
-    pool: ThreadPoolExecutor | None = None,
-) -> list[np.ndarray]:
+def wiener_stfts(estimates: list[np.ndarray], stft: np.ndarray, pool: ThreadPoolExecutor | None = None) -> list[np.ndarray]:
     """Filtered STFTs per instrument, [frames, bins, channels] complex64.
 
     estimates: per instrument U-Net magnitudes [frames, F, channels] (zero above F);
