@@ -82,7 +82,7 @@ def _synthetic_song(samples: int) -> np.ndarray:
     return wave
 
 
-def _snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     noise = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
     return float(10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / max(noise, 1e-30)))
 
@@ -226,7 +226,7 @@ def _export_one(
             else:
                 staged.write_bytes(_convert_tflite(saved, quantize))
                 outputs = tflite_runner(staged, os.cpu_count() or 1)(sample)
-        snr = {k: round(_snr_db(expected[k], outputs[k]), 2) for k in expected}
+        snr = {k: round(snr_db(expected[k], outputs[k]), 2) for k in expected}
         # fp32 must reproduce Keras (a conversion bug shows here, e.g. lost weights); quantized
         # models only record their error: their stem quality is measured on real music in the tests.
         if quantize == "none" and min(snr.values()) < 60.0:

@@ -121,9 +121,10 @@ def _phase_nodes(node: onnx.NodeProto, weights: dict, graph: onnx.GraphProto) ->
             )
             phases.append(output)
     n_phases = stride * stride
-    # [N, phase * out, H, W] -> [N, out * phase, H, W]: whole H x W planes move, a block copy.
-    stacked, by_phase, by_channel, size, height_width, shape, grouped = (
-        f"{name}/{part}" for part in ("phases", "by_phase", "by_channel", "size", "height_width", "shape", "grouped")
+    # [N, phase * out, H, W] -> [N, out * phase, H, W]: whole H x W planes move, a block copy;
+    # the regrouped tensor has the stacked one's shape.
+    stacked, by_phase, by_channel, shape, grouped = (
+        f"{name}/{part}" for part in ("phases", "by_phase", "by_channel", "shape", "grouped")
     )
     nodes += [
         helper.make_node("Concat", phases, [stacked], name=stacked, axis=1),
@@ -131,16 +132,7 @@ def _phase_nodes(node: onnx.NodeProto, weights: dict, graph: onnx.GraphProto) ->
             "Reshape", [stacked, constant("phase_split", np.array([0, n_phases, cout, -1], np.int64))], [by_phase], name=by_phase
         ),
         helper.make_node("Transpose", [by_phase], [by_channel], name=by_channel, perm=[0, 2, 1, 3]),
-        helper.make_node("Shape", [phases[0]], [size], name=size),
-        helper.make_node(
-            "Slice",
-            [size, constant("hw_start", np.array([2], np.int64)), constant("hw_end", np.array([4], np.int64))],
-            [height_width],
-            name=height_width,
-        ),
-        helper.make_node(
-            "Concat", [constant("channels", np.array([0, n_phases * cout], np.int64)), height_width], [shape], name=shape, axis=0
-        ),
+        helper.make_node("Shape", [stacked], [shape], name=shape),
         helper.make_node("Reshape", [by_channel, shape], [grouped], name=grouped),
     ]
     one_hot = np.zeros((cout * n_phases, 1, stride, stride), np.float32)
