@@ -60,15 +60,17 @@ class MixtureAsEstimate:
 
 
 @pytest.mark.slow
-def test_550_cpu_training_steps_beat_the_mixture_by_3_db_on_held_out_tracks(synthetic, tmp_path):
+def test_250_cpu_training_steps_beat_the_mixture_by_3_db_on_held_out_tracks(synthetic, tmp_path):
     from stemsep.evaluate.aggregate import load_run
     from stemsep.evaluate.run import evaluate
     from stemsep.train.loop import TrainSettings, train
 
-    # How long this takes is measured by benchmarks/bench_train.py, not asserted here.
-    config = small_config(synthetic, tmp_path / "model", train_max_steps=550)
+    # How long this takes is measured by benchmarks/bench_train.py, not asserted here. The worst
+    # instrument's margin over the 3 dB asked, measured every 50 steps: 3.1 dB at 150, 3.5 at 200,
+    # 3.8 at 250 (drums; the others 4.4-6.7), 4.1 at 300. 250 steps take ~5 minutes on 2 cores.
+    config = small_config(synthetic, tmp_path / "model", train_max_steps=250)
     result = train(TrainSettings(config, synthetic, keep=1, export_savedmodel=False), report=print)
-    assert result.last_step == 550
+    assert result.last_step == 250
 
     evaluate(str(tmp_path / "model"), synthetic, tmp_path / "eval", subset="test", backend="keras", workers=2)
     baseline = MixtureAsEstimate(("vocals", "drums", "bass", "other"), 44100)
@@ -88,7 +90,7 @@ def test_550_cpu_training_steps_beat_the_mixture_by_3_db_on_held_out_tracks(synt
 
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_the_same_losses(synthetic, tmp_path):
-    overrides = {"train_max_steps": 40, "save_checkpoints_steps": 10, "save_summary_steps": 5}
+    overrides = {"train_max_steps": 24, "save_checkpoints_steps": 8, "save_summary_steps": 4}
 
     def train_args(config: Path, *extra: str) -> list[str]:
         # --keep 2: a 4stems checkpoint with its Adam moments is ~470 MB
@@ -104,23 +106,23 @@ def test_sigkill_then_resume_continues_the_same_losses(synthetic, tmp_path):
     log = tmp_path / "killed" / "train_log.csv"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        if log.exists() and max(read_log(tmp_path / "killed"), default=0) >= 25:
+        if log.exists() and max(read_log(tmp_path / "killed"), default=0) >= 17:
             break
         time.sleep(0.2)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     progress = max(read_log(tmp_path / "killed"))
-    assert 25 <= progress < 40, "the kill must land mid-run"
+    assert 17 <= progress < 24, "the kill must land mid-run"
 
     again = run_cli(*train_args(killed))
     assert again.returncode == 1 and "already holds a training run" in again.stderr
     resumed = run_cli(*train_args(killed, "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     restart = int(resumed.stdout.split("at step ")[1].split(".")[0])
-    assert restart in (20, 30) and restart <= progress
+    assert restart == 16  # the last checkpoint before the kill
     losses = read_log(tmp_path / "killed")
-    assert sorted(losses) == list(range(1, 41)), "every step logged once, lost steps redone"
-    np.testing.assert_allclose([losses[s] for s in range(1, 41)], [expected[s] for s in range(1, 41)], rtol=2e-4)
+    assert sorted(losses) == list(range(1, 25)), "every step logged once, lost steps redone"
+    np.testing.assert_allclose([losses[s] for s in range(1, 25)], [expected[s] for s in range(1, 25)], rtol=2e-4)
     import tensorflow as tf
 
     for prefix in tf.train.get_checkpoint_state(str(tmp_path / "killed" / "checkpoints")).all_model_checkpoint_paths:
