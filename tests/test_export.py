@@ -185,7 +185,8 @@ def test_four_stems_model_exports_and_matches(tmp_path, example_wave):
 def test_four_stems_quantized_with_trained_weights(tmp_path, official_2stems, example_wave):
     """No trained 4stems weights are reachable offline; random weights saturate, so quantization
     is measured on a 4stems model (its config, ELU activations) whose four U-Nets carry the
-    official 2stems weights (vocals, accompaniment, vocals, accompaniment)."""
+    official 2stems weights (vocals, accompaniment, vocals, accompaniment). The integer ones only:
+    fp16 (~40 s more here) is measured on the 2stems exports."""
     from stemsep.model.loader import build_keras
     from stemsep.model.unet import build_unet_model
 
@@ -204,12 +205,12 @@ def test_four_stems_quantized_with_trained_weights(tmp_path, official_2stems, ex
     out = tmp_path / "exported"
     song = example_wave[:300_000]
     reference = Separator(str(folder), backend="keras").separate(song, 44100)
-    for quantize in ("fp16", "int8", "int8-dynamic"):
+    for quantize in ("int8", "int8-dynamic"):
         export_model(str(folder), "tflite", out, quantize=quantize, per_instrument=False)
         stems = Separator(str(out), backend="litert", quantization=quantize).separate(song, 44100)
         report = {name: round(snr_db(reference[name], stems[name]), 1) for name in reference}
         print(f"4stems (2stems weights) litert {quantize} SNR vs keras (dB): {report}")
         # int8-dynamic's float layers were chosen on the official 2stems model with its
         # activations; under this model's ELUs it measures ~12 / 17 dB: recorded, not a target.
-        assert min(report.values()) >= {"fp16": 40.0, "int8": 20.0, "int8-dynamic": 10.0}[quantize], report
-    assert len(list(out.glob("*.tflite"))) == 3
+        assert min(report.values()) >= {"int8": 20.0, "int8-dynamic": 10.0}[quantize], report
+    assert len(list(out.glob("*.tflite"))) == 2
