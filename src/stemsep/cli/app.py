@@ -27,22 +27,28 @@ def echo_error(message: str) -> None:
 _owns_process = False  # set by main(): process-wide settings are the command line's to make
 
 
-def return_large_buffers_to_the_os() -> None:
-    """Serve allocations >= 1 MiB with mmap so freed chunk buffers go back to the OS.
+def tune_malloc_for_streaming() -> None:
+    """glibc's malloc set for the pipeline: buffers of 8 MiB and more (a chunk's STFT, 17 MB) are
+    mapped for themselves and go back to the OS when freed; smaller ones (the per-chunk masks,
+    magnitudes and frames, ~4 MB each) are reused from the heap, which keeps up to 64 MiB free.
 
-    glibc otherwise raises its mmap threshold after the first large free and
-    keeps later STFT/chunk buffers on a fragmenting heap (~80 MB more peak RSS).
-    Only when ``stemsep`` is the process (``main``): the setting lasts for the
-    whole process, and a program running the app in-process (CliRunner in the
-    tests) would keep it; its later TensorFlow training then maps and unmaps
-    every large buffer (40 training steps: 95.6 s with it, 63.4 s without).
+    Left to itself, glibc raises its mmap threshold after the first large free and the heap
+    holds every chunk buffer at once (180 s, --mwf: peak RSS 510 MiB). A 1 MiB threshold
+    (stemsep's earlier setting) kept 457 MiB but mapped and faulted in every buffer of every
+    chunk: the work around the U-Net took 2.1 s instead of 1.3 (3.3 s instead of 1.9 with
+    --mwf), system time 1.9 s. This setting: 470-486 MiB, with or without --mwf (measured
+    on 180 s, 2 cores, whole processes).
+    Only when ``stemsep`` is the process (``main``): the setting lasts for the whole process,
+    and a program running the app in-process (CliRunner in the tests) would keep it.
     """
     if _owns_process and sys.platform.startswith("linux"):
         import ctypes
 
-        m_mmap_threshold = -3
+        m_trim_threshold, m_mmap_threshold = -1, -3
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").mallopt(m_mmap_threshold, 1024 * 1024)
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(m_mmap_threshold, 8 * 1024 * 1024)
+            libc.mallopt(m_trim_threshold, 64 * 1024 * 1024)
 
 
 def _terminated(signum, frame) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from stemsep.cli.app import app, echo_error, return_large_buffers_to_the_os
+from stemsep.cli.app import app, echo_error, tune_malloc_for_streaming
 from stemsep.cli.options import (
     BackendOption,
     BitrateOption,
@@ -99,7 +99,7 @@ def separate(
         echo_error(str(error))
         raise typer.Exit(1) from None
     # After the model is loaded (or prepared: TensorFlow's conversion spent twice the system time with it).
-    return_large_buffers_to_the_os()
+    tune_malloc_for_streaming()
     if inputs.from_stdin:
         _separate_stdin(separator, output_path, output, offset, duration, stdin_name)
     else:
