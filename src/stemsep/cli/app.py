@@ -36,8 +36,8 @@ def tune_malloc_for_streaming() -> None:
     holds every chunk buffer at once (180 s, --mwf: peak RSS 510 MiB). A 1 MiB threshold
     (stemsep's earlier setting) kept 457 MiB but mapped and faulted in every buffer of every
     chunk: the work around the U-Net took 2.1 s instead of 1.3 (3.3 s instead of 1.9 with
-    --mwf), system time 1.9 s. This setting: 470-486 MiB, with or without --mwf (measured
-    on 180 s, 2 cores, whole processes).
+    --mwf), system time 1.9 s. This setting: 470-495 MiB, with or without --mwf (measured
+    on 180 s and 600 s, 2 cores, whole processes).
     Only when ``stemsep`` is the process (``main``): the setting lasts for the whole process,
     and a program running the app in-process (CliRunner in the tests) would keep it.
     """
