@@ -134,7 +134,7 @@ class _Reconstruction:
         self.pool = pool
         channels = cfg.output_channels
         self.overlap_adds = [OverlapAdd(cfg.frame_length, cfg.frame_step, channels, window) for _ in cfg.instruments]
-        self.masked: list[np.ndarray | None] = [None] * len(cfg.instruments)  # reused across chunks
+        self.masked: list[np.ndarray | None] = [None] * len(cfg.instruments)  # see _band_buffer
 
     def __call__(self, stft: np.ndarray, estimates: list[np.ndarray]) -> list[np.ndarray]:
         """Finished samples per instrument for chunk ``stft`` [n_channels, frames, bins]."""
@@ -145,7 +145,8 @@ class _Reconstruction:
             # estimate shapes its own channel, as the masks do.
             channels = self.cfg.output_channels
             mixture = stft if stft.shape[0] == channels else np.repeat(stft, channels, axis=0)
-            stfts = [s.transpose(2, 0, 1) for s in wiener_stfts(estimates, mixture.transpose(1, 2, 0), self.pool)]
+            buffers = [self._band_buffer(i, mixture.shape) for i in range(len(estimates))]
+            stfts = wiener_stfts(estimates, mixture, self.pool, buffers)
             return list(self.pool.map(lambda i: self.overlap_adds[i].push(stfts[i]), range(len(stfts))))
         masks = ratio_masks(estimates, self.cfg.separation_exponent)
 
@@ -157,17 +158,22 @@ class _Reconstruction:
     def flush(self) -> list[np.ndarray]:
         return [ola.flush() for ola in self.overlap_adds]
 
+    def _band_buffer(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Instrument ``index``'s complex64 buffer of ``shape`` [2, frames, bins] whose bins from F up are
+        zero, written below F by each chunk: reused across chunks (a fresh 17 MB array per chunk and
+        instrument costs its page faults every time)."""
+        buffer = self.masked[index]
+        if buffer is None or buffer.shape != shape:
+            buffer = self.masked[index] = np.zeros(shape, np.complex64)
+        return buffer
+
     def _apply_mask(self, mask: np.ndarray, stft: np.ndarray, index: int) -> np.ndarray:
         """mask [2, frames, F] extended to every bin, times stft [n_channels, frames, bins]
         (a mono mixture's one channel by both masks)."""
         cfg = self.cfg
         if cfg.mask_extension == "zeros":
-            # Bins above F stay silent: multiply only the band, into a buffer
-            # reused across chunks whose upper bins are zero once and for all.
-            masked = self.masked[index]
-            shape = (mask.shape[0], *stft.shape[1:])
-            if masked is None or masked.shape != shape:
-                masked = self.masked[index] = np.zeros(shape, stft.dtype)
+            # Bins above F stay silent: multiply only the band.
+            masked = self._band_buffer(index, (mask.shape[0], *stft.shape[1:]))
             np.multiply(stft[:, :, : cfg.F], mask, out=masked[:, :, : cfg.F])
             return masked
         return stft * extend_band(mask, cfg.n_bins, cfg.mask_extension)
