@@ -18,12 +18,12 @@ from stemsep.separate import Separator
 from tests.helpers import snr_db
 
 ROOT = Path(__file__).resolve().parents[1]
-# (format, kind, quantization, per-instrument files too) exported once for the module. int8-dynamic's
-# per-instrument files would go the way int8's go: not written, to save CI time.
+# (format, kind, quantization, per-instrument files too) exported once for the module. The quantized
+# models' per-instrument files are not written (~20 s of CI each pair): they are the fp32 ones' way.
 EXPORTS = [
     ("tflite", "spectrogram", "none", True),
-    ("tflite", "spectrogram", "fp16", True),
-    ("tflite", "spectrogram", "int8", True),
+    ("tflite", "spectrogram", "fp16", False),
+    ("tflite", "spectrogram", "int8", False),
     ("tflite", "spectrogram", "int8-dynamic", False),
     ("onnx", "spectrogram", "none", True),
     ("tflite", "waveform", "none", True),
@@ -50,8 +50,8 @@ def keras_stems(separator_2stems, example_wave) -> dict[str, np.ndarray]:
 
 def test_every_tflite_is_builtins_only(exported_2stems):
     files = sorted(exported_2stems.glob("*.tflite"))
-    # 3 quantizations x (multi + 2 instruments), int8-dynamic's multi-instrument file, the waveform model
-    assert len(files) == 3 * 3 + 1 + 1
+    # fp32 (multi + 2 instruments), the three quantized multi-instrument files, the waveform model
+    assert len(files) == 3 + 3 + 1
     for path in files:
         assert flex_ops(path) == set(), path
         assert not any(op.startswith("CUSTOM") for op in operator_names(path)), path
@@ -122,10 +122,15 @@ def test_savedmodel_and_onnx_waveform_equal_the_tflite_one(exported_2stems, exam
 
 
 def test_model_sizes(exported_2stems):
-    sizes = {p.name: p.stat().st_size / 1e6 for p in exported_2stems.glob("*-vocals.tflite")}
-    print("per-instrument sizes (MB):", sizes)
-    assert sizes["2stems-spectrogram-int8-vocals.tflite"] <= 10.0
-    assert sizes["2stems-spectrogram-fp16-vocals.tflite"] <= 20.0
+    """What an app ships for one stem: one U-Net of two, so at most 10 MB int8 and 20 MB fp16.
+    The per-instrument file is half the multi-instrument one (fp32 here: the quantized per-instrument
+    files are not exported by this module), so the quantized multi-instrument files may take twice that."""
+    files = exported_2stems.glob("2stems-spectrogram-*.tflite")
+    sizes = {p.name.removeprefix("2stems-spectrogram-"): p.stat().st_size / 1e6 for p in files}
+    print("sizes (MB):", {name: round(size, 2) for name, size in sizes.items()})
+    assert 0.49 < sizes["fp32-vocals.tflite"] / sizes["fp32.tflite"] < 0.51
+    assert sizes["int8.tflite"] <= 2 * 10.0
+    assert sizes["fp16.tflite"] <= 2 * 20.0
 
 
 def test_standalone_example_chains_waveform_chunks_exactly(exported_2stems, separator_2stems, example_wave, tmp_path):
