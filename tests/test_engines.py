@@ -62,18 +62,53 @@ def test_prepared_model_separates_with_tensorflow_blocked(mwf, tmp_path, example
 def test_prepared_model_is_made_once_and_reused(official_2stems):
     import onnx
 
+    from stemsep.runtime.onnx_tuned import machine_key
     from stemsep.separate.prepared import prepared_folder
 
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
     folder = prepared_folder("spleeter:2stems", official_2stems.parent, "onnx")
     files = sorted(p.name for p in folder.iterdir())
-    assert files == ["2stems-spectrogram-fp32.onnx", "2stems-spectrogram-fp32.onnx.json", "2stems-spectrogram-fp32.weights"]
+    tuned = [f"2stems-spectrogram-fp32.{machine_key()}.onnx", f"2stems-spectrogram-fp32.{machine_key()}.weights"]
+    portable = ["2stems-spectrogram-fp32.onnx", "2stems-spectrogram-fp32.onnx.json", "2stems-spectrogram-fp32.weights"]
+    assert files == sorted(portable + tuned)
     graph = onnx.load(folder / files[0], load_external_data=False).graph
     # each U-Net's five wide transposed convolutions run as phase convolutions (export.onnx_phases)
     assert sum(node.name.endswith("/interleave") for node in graph.node) == 2 * 5
     stamp = (folder / files[0]).stat().st_mtime_ns
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
     assert (folder / files[0]).stat().st_mtime_ns == stamp
+
+
+def test_the_machine_tuned_graph_is_checked_kept_and_loaded_as_it_is(official_2stems):
+    import platform
+
+    import onnx
+    import onnxruntime
+
+    from stemsep.runtime.onnx_tuned import tuned_path
+    from stemsep.separate.prepared import prepared_folder
+
+    Separator("spleeter:2stems", model_dir=official_2stems.parent)
+    portable = prepared_folder("spleeter:2stems", official_2stems.parent, "onnx") / "2stems-spectrogram-fp32.onnx"
+    tuned = tuned_path(portable)
+    graph = tuned.read_bytes()
+    if platform.machine() in ("x86_64", "AMD64"):  # ONNX Runtime's blocked convolutions for this CPU's vector width
+        convolutions = {node.domain for node in onnx.load(tuned, load_external_data=False).graph.node if node.op_type == "Conv"}
+        assert convolutions == {"com.microsoft.nchwc"}
+    segment = np.random.default_rng(5).uniform(0, 1, (1, 512, 1024, 2)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(portable), providers=["CPUExecutionProvider"])
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"magnitude": segment})))
+    expected = [outputs[name] for name in ("vocals", "accompaniment")]
+    stamp = tuned.stat().st_mtime_ns
+    engine = Separator("spleeter:2stems", model_dir=official_2stems.parent).model
+    assert tuned.stat().st_mtime_ns == stamp  # loaded, not written again
+    for want, got in zip(expected, engine(segment)):
+        assert snr_db(want, got) > 100
+    tuned.write_bytes(graph[: len(graph) // 2])  # a copy cut short (a full disk, say) is made again
+    engine = Separator("spleeter:2stems", model_dir=official_2stems.parent).model
+    assert len(onnx.load(tuned, load_external_data=False).graph.node) == len(onnx.load_from_string(graph).graph.node)
+    for want, got in zip(expected, engine(segment)):
+        assert snr_db(want, got) > 100
 
 
 def test_unwritable_cache_prepares_a_temporary_copy(tmp_path, capfd, monkeypatch):

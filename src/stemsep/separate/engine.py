@@ -71,4 +71,4 @@ def load_engine(
         return load_model(model, model_dir)
     from stemsep.separate.prepared import prepare
 
-    return load_exported(prepare(model, model_dir, backend), backend, None, threads)
+    return load_exported(prepare(model, model_dir, backend), backend, None, threads, machine_tuned=True)
