@@ -24,12 +24,16 @@ def periodic_hann(frame_length: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / frame_length)).astype(np.float32)
 
 
-def stft_frames(signal: np.ndarray, frame_length: int, frame_step: int, n_frames: int, window: np.ndarray) -> np.ndarray:
+def stft_frames(
+    signal: np.ndarray, frame_length: int, frame_step: int, n_frames: int, window: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """STFT of ``n_frames`` frames starting at sample 0 of ``signal`` [samples, channels].
 
     Returns complex64 [channels, n_frames, frame_length // 2 + 1] (channel-first
     so that every FFT runs on contiguous rows). ``signal`` must hold at least
-    ``(n_frames - 1) * frame_step + frame_length`` samples.
+    ``(n_frames - 1) * frame_step + frame_length`` samples. ``out``: a complex64
+    [channels, >= n_frames, bins] buffer to write into (the result is its first
+    ``n_frames`` frames); a fresh array if None.
     """
     needed = (n_frames - 1) * frame_step + frame_length
     if signal.shape[0] < needed:
@@ -37,7 +41,9 @@ def stft_frames(signal: np.ndarray, frame_length: int, frame_step: int, n_frames
     channels_first = np.ascontiguousarray(signal[:needed].T)
     # [channels, n_frames, frame_length] view without copying the waveform.
     framed = np.lib.stride_tricks.sliding_window_view(channels_first, frame_length, axis=1)[:, ::frame_step]
-    spectrum = np.empty((framed.shape[0], n_frames, frame_length // 2 + 1), dtype=np.complex64)
+    if out is None:
+        out = np.empty((framed.shape[0], n_frames, frame_length // 2 + 1), dtype=np.complex64)
+    spectrum = out[:, :n_frames]
     threads = min(framed.shape[0], os.cpu_count() or 1)  # the channels' frames on separate cores
     # Windowed frames a block at a time into one buffer: a few MB in flight, not the chunk's whole
     # frame matrix, and allocated once (each fresh large array costs its page faults).

@@ -48,10 +48,12 @@ def wiener_stfts(
     if out is None:
         out = [np.zeros_like(stft) for _ in estimates]
     eps = np.finfo(np.float32).eps
-    # norbert.wiener divides the mixture by this for numerical stability and multiplies the result back.
-    scale = np.float32(max(1.0, float(np.abs(stft).max()) / 10.0))
     blocks = [slice(s, min(s + FRAMES_PER_BLOCK, n_frames)) for s in range(0, n_frames, FRAMES_PER_BLOCK)]
     run = map if pool is None else pool.map
+    # norbert.wiener divides the mixture by this for numerical stability and multiplies the result back.
+    # Block by block: |stft| of a whole chunk would be an 8 MB temporary, page-faulted in every chunk.
+    peak = max(run(lambda block: float(np.abs(stft[:, block]).max()), blocks), default=0.0)
+    scale = np.float32(max(1.0, peak / 10.0))
     powers = [np.empty((n_frames, band), np.float32) for _ in estimates]
 
     def statistics(block: slice) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
