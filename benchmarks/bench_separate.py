@@ -5,8 +5,9 @@ Same machine, same run, same inputs: the official example song and 180 s /
 and alternate (stemsep, spleeter, stemsep, ...) so that a busy moment of the
 machine hits both; each row gives medians over the pairs and the median of
 the per-pair ratios. The U-Net's own compute time for each input is measured
-in the same run, before each row's runs (the engine alone on real segments,
-times the file's segment count), as is the machine's float32 matmul peak, at
+in the same run, right before each stemsep run (the engine alone on real
+segments, times the file's segment count; wall / U-Net is the median of the
+per-run ratios), as is the machine's float32 matmul peak, at
 the start and at the end (numpy, with OpenBLAS's
 OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for that measurement only, and the
 kernel threadpoolctl names). Prints a Markdown table.
@@ -182,11 +183,13 @@ def main() -> None:
                 common = ["separate", "-p", "spleeter:2stems", *flag]
                 ours_cmd = [str(ours_bin), *common, "-o", f"{tmp}/ours", "--overwrite", str(path)]
                 ref_cmd = [str(reference_bin), *common, "-o", f"{tmp}/ref", str(path)]
-                # The U-Net's time beside each row's runs: this machine's speed drifts within a run.
-                per_segment, flops = in_subprocess("unet_seconds_per_segment", inputs[list(inputs)[-1]])
-                per_segments.append(per_segment)
-                pairs = []
+                pairs, unets = [], []
                 for _ in range(args.pairs):
+                    # The U-Net's time right before each stemsep run: this machine's speed drifts within a row
+                    # (a stemsep run that follows Spleeter's 11 GiB on 600 s measured ~20% slower than one before).
+                    per_segment, flops = in_subprocess("unet_seconds_per_segment", inputs[list(inputs)[-1]])
+                    per_segments.append(per_segment)
+                    unets.append(segments_of(path, cfg) * per_segment)
                     ours = run_measured(ours_cmd, ours_env)
                     reference = (math.nan, math.nan)
                     if reference_bin:
@@ -195,9 +198,12 @@ def main() -> None:
                         except RuntimeError as error:  # e.g. killed for memory: the row says so
                             print(f"spleeter failed: {str(error)[-300:]}", file=sys.stderr)
                     pairs.append((ours, reference))
-                    print(f"{label:22} mwf={mwf!s:5} stemsep {ours[0]:5.1f} s  spleeter {reference[0]:5.1f} s", file=sys.stderr)
-                unet = segments_of(path, cfg) * per_segment
-                rows.append((label + (" --mwf" if mwf else ""), pairs, unet))
+                    print(
+                        f"{label:22} mwf={mwf!s:5} stemsep {ours[0]:5.1f} s (U-Net {unets[-1]:5.2f} s)  "
+                        f"spleeter {reference[0]:5.1f} s",
+                        file=sys.stderr,
+                    )
+                rows.append((label + (" --mwf" if mwf else ""), pairs, unets))
 
         peaks.append(matmul_peak())
 
@@ -207,12 +213,13 @@ def main() -> None:
         "| stemsep peak RSS | spleeter peak RSS |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, pairs, unet in rows:
+    for label, pairs, unets in rows:
         ours_wall = statistics.median(o[0] for o, _ in pairs)
         ref_wall = statistics.median(r[0] for _, r in pairs)
         ratio = statistics.median(o[0] / r[0] for o, r in pairs)
+        unet, over_unet = statistics.median(unets), statistics.median(o[0] / u for (o, _), u in zip(pairs, unets))
         print(
-            f"| {label} | {ours_wall:.2f} s | {unet:.2f} s | {ours_wall / unet:.2f} | {ref_wall:.1f} s | {ratio:.2f} "
+            f"| {label} | {ours_wall:.2f} s | {unet:.2f} s | {over_unet:.2f} | {ref_wall:.1f} s | {ratio:.2f} "
             f"| {max(o[1] for o, _ in pairs):.0f} MiB | {max(r[1] for _, r in pairs):.0f} MiB |"
         )
     per_segment = statistics.median(per_segments)
@@ -220,7 +227,7 @@ def main() -> None:
     best = max(peak["gflops"] for peak in peaks)
     print(
         f"\nU-Net (2 instruments, default engine) per [1, 512, 1024, 2] segment of real music, measured before each "
-        f"row: {' / '.join(f'{t * 1000:.0f}' for t in per_segments)} ms, median {per_segment * 1000:.0f} ms = "
+        f"stemsep run: {' / '.join(f'{t * 1000:.0f}' for t in per_segments)} ms, median {per_segment * 1000:.0f} ms = "
         f"{rate:.0f} GFLOP/s; numpy float32 matmul 2048^3 peak at the start / end: "
         f"{' / '.join(format(peak['gflops'], '.0f') for peak in peaks)} GFLOP/s ({peaks[0]['kernel']}), "
         f"U-Net at {rate / best:.0%} of the higher."
