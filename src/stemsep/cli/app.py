@@ -28,18 +28,19 @@ _owns_process = False  # set by main(): process-wide settings are the command li
 
 
 def tune_malloc_for_streaming() -> None:
-    """glibc's malloc set for the pipeline: buffers of 8 MiB and more (a chunk's STFT, 17 MB) are
-    mapped for themselves and go back to the OS when freed; smaller ones (the per-chunk masks,
-    magnitudes and frames, ~4 MB each) are reused from the heap, which keeps up to 64 MiB free.
+    """glibc's malloc set for the pipeline: buffers of 8 MiB and more are mapped for themselves and
+    go back to the OS when freed; smaller ones (the per-chunk masks, magnitudes, frames and encoder
+    buffers, ~4 MB each) are reused from the heap, which keeps up to 64 MiB free. (The chunk's
+    17 MB STFT and the spectrum buffers are the pipeline's own, reused from chunk to chunk.)
 
-    Left to itself, glibc raises its mmap threshold after the first large free and the heap
-    holds every chunk buffer at once (180 s, --mwf: peak RSS 510 MiB). A 1 MiB threshold
-    (stemsep's earlier setting) kept 457 MiB but mapped and faulted in every buffer of every
-    chunk: the work around the U-Net took 2.1 s instead of 1.3 (3.3 s instead of 1.9 with
-    --mwf), system time 1.9 s. This setting: 470-495 MiB, with or without --mwf (measured
-    on 180 s and 600 s, 2 cores, whole processes).
-    Only when ``stemsep`` is the process (``main``): the setting lasts for the whole process,
-    and a program running the app in-process (CliRunner in the tests) would keep it.
+    Left to itself, glibc raises and lowers its thresholds as large blocks come and go: on 180 s
+    the same peak RSS (449-458 MiB in-process, measured after the STFT buffer was reused), but
+    encoding took 0.25-0.30 s instead of 0.07-0.09 and system time was 0.75-1.0 s instead of
+    0.47-0.55. A 1 MiB threshold (stemsep's earlier
+    setting) mapped and faulted in every buffer of every chunk: the work around the U-Net took
+    2.1 s instead of 1.3. Only when ``stemsep`` is the process (``main``: `separate` and `serve`):
+    the setting lasts for the whole process, and a program running the app in-process (CliRunner
+    in the tests) would keep it.
     """
     if _owns_process and sys.platform.startswith("linux"):
         import ctypes

@@ -49,8 +49,11 @@ def serve(
     except ImportError:
         echo_error("stemsep serve needs FastAPI, uvicorn and python-multipart: pip install 'stemsep[serve]'.")
         raise typer.Exit(1) from None
+    from stemsep.cli.app import tune_malloc_for_streaming
     from stemsep.serve import ServeSettings
     from stemsep.serve.app import serve as run_server
+
+    tune_malloc_for_streaming()  # the server's threads run the same pipeline as `stemsep separate`
 
     options = dict(host=host, port=port, workers=workers, max_upload_mb=max_upload_mb, max_duration_s=max_duration_s)
     options |= dict(token=token, cors_origin=cors_origin, queue_size=queue_size, keep_hours=keep_hours, model_dir=model_dir)
