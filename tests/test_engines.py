@@ -68,29 +68,34 @@ def test_prepared_model_is_made_once_and_reused(official_2stems):
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
     folder = prepared_folder("spleeter:2stems", official_2stems.parent, "onnx")
     files = sorted(p.name for p in folder.iterdir())
-    tuned = [f"2stems-spectrogram-fp32.{machine_key()}.onnx", f"2stems-spectrogram-fp32.{machine_key()}.weights"]
     portable = ["2stems-spectrogram-fp32.onnx", "2stems-spectrogram-fp32.onnx.json", "2stems-spectrogram-fp32.weights"]
+    tuned = [f"2stems-spectrogram-fp32.tuned-{machine_key()}"] if machine_key() else []  # see the next test
     assert files == sorted(portable + tuned)
-    graph = onnx.load(folder / files[0], load_external_data=False).graph
+    model = folder / "2stems-spectrogram-fp32.onnx"
+    graph = onnx.load(model, load_external_data=False).graph
     # each U-Net's five wide transposed convolutions run as phase convolutions (export.onnx_phases)
     assert sum(node.name.endswith("/interleave") for node in graph.node) == 2 * 5
-    stamp = (folder / files[0]).stat().st_mtime_ns
+    stamp = model.stat().st_mtime_ns
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
-    assert (folder / files[0]).stat().st_mtime_ns == stamp
+    assert model.stat().st_mtime_ns == stamp
 
 
-def test_the_machine_tuned_graph_is_checked_kept_and_loaded_as_it_is(official_2stems):
+def test_the_machine_tuned_graph_is_checked_kept_and_loaded_as_it_is(official_2stems, capfd):
     import platform
 
     import onnx
     import onnxruntime
 
-    from stemsep.runtime.onnx_tuned import tuned_path
+    from stemsep.runtime.onnx_tuned import tuned_folder
     from stemsep.separate.prepared import prepared_folder
 
     Separator("spleeter:2stems", model_dir=official_2stems.parent)
     portable = prepared_folder("spleeter:2stems", official_2stems.parent, "onnx") / "2stems-spectrogram-fp32.onnx"
-    tuned = tuned_path(portable)
+    folder = tuned_folder(portable)
+    if folder is None:
+        pytest.skip("no machine key on this platform: ONNX Runtime optimizes at every start")
+    tuned = folder / portable.name
+    assert sorted(p.name for p in folder.iterdir()) == [portable.name, "2stems-spectrogram-fp32.weights"]
     graph = tuned.read_bytes()
     if platform.machine() in ("x86_64", "AMD64"):  # ONNX Runtime's blocked convolutions for this CPU's vector width
         convolutions = {node.domain for node in onnx.load(tuned, load_external_data=False).graph.node if node.op_type == "Conv"}
@@ -104,11 +109,14 @@ def test_the_machine_tuned_graph_is_checked_kept_and_loaded_as_it_is(official_2s
     assert tuned.stat().st_mtime_ns == stamp  # loaded, not written again
     for want, got in zip(expected, engine(segment)):
         assert snr_db(want, got) > 100
-    tuned.write_bytes(graph[: len(graph) // 2])  # a copy cut short (a full disk, say) is made again
+    tuned.write_bytes(graph[: len(graph) // 2])  # a copy cut short is made again, quietly
+    capfd.readouterr()
     engine = Separator("spleeter:2stems", model_dir=official_2stems.parent).model
+    assert "onnxruntime" not in capfd.readouterr().err
     assert len(onnx.load(tuned, load_external_data=False).graph.node) == len(onnx.load_from_string(graph).graph.node)
     for want, got in zip(expected, engine(segment)):
         assert snr_db(want, got) > 100
+    assert not [p for p in portable.parent.iterdir() if p.name.startswith(".")]  # no staging folder left behind
 
 
 def test_unwritable_cache_prepares_a_temporary_copy(tmp_path, capfd, monkeypatch):

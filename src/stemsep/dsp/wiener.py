@@ -39,7 +39,8 @@ def wiener_stfts(
     estimates: per instrument U-Net magnitudes [frames, F, channels] (zero above F);
     stft: the mixture [channels, frames, bins]. ``out``: buffers of the result's shape whose
     bins from F up are zero (written below F only; reused from chunk to chunk); fresh ones if None.
-    ``pool`` filters blocks of frames in parallel.
+    ``pool`` filters blocks of frames in parallel. (Other channel counts: norbert's own result, in
+    fresh arrays.)
     """
     n_channels, n_frames = stft.shape[:2]
     if n_channels != 2:
@@ -109,5 +110,5 @@ def _with_norbert(estimates: list[np.ndarray], stft: np.ndarray) -> list[np.ndar
 
     n_bins = stft.shape[2]
     v = np.stack([extend_band(e, n_bins, "zeros", axis=1) for e in estimates], axis=-1)
-    y = norbert.wiener(v, np.ascontiguousarray(stft.transpose(1, 2, 0)))
+    y = norbert.wiener(v, np.array(stft.transpose(1, 2, 0), order="C"))  # a copy: norbert scales it in place
     return [np.ascontiguousarray(y[..., i].transpose(2, 0, 1), dtype=np.complex64) for i in range(len(estimates))]
