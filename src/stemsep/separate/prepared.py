@@ -98,6 +98,7 @@ def optimize_for_onnxruntime(path: Path) -> None:
     import onnxruntime
 
     from stemsep.export.onnx_phases import split_transposed_convolutions
+    from stemsep.runtime.onnx_tuned import same_outputs
 
     model = onnx.load(str(path))
     sources = [path]
@@ -118,7 +119,7 @@ def optimize_for_onnxruntime(path: Path) -> None:
             options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
             onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
             rewritten = onnxruntime.InferenceSession(str(optimized), providers=["CPUExecutionProvider"])
-            if _same_outputs(exported, rewritten):
+            if same_outputs(exported, rewritten):
                 os.replace(optimized, path)
                 return
         optimized.unlink()  # keep the exported graph as it is
@@ -126,16 +127,6 @@ def optimize_for_onnxruntime(path: Path) -> None:
     finally:
         for source in sources[:-1]:
             source.unlink()
-
-
-def _same_outputs(reference, candidate, min_snr_db: float = 100.0) -> bool:
-    """Whether two ONNX Runtime sessions give the same outputs (>= ``min_snr_db``) on one random input."""
-    import numpy as np
-
-    from stemsep.export.build import snr_db  # imported by the export that precedes this
-
-    feed = {i.name: np.random.default_rng(0).uniform(0, 2, i.shape).astype(np.float32) for i in reference.get_inputs()}
-    return all(snr_db(before, after) >= min_snr_db for before, after in zip(reference.run(None, feed), candidate.run(None, feed)))
 
 
 def _installed_version(package: str) -> str:
