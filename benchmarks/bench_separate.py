@@ -119,11 +119,10 @@ def in_subprocess(function: str, *args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def unet_seconds_per_segment(song: str) -> tuple[float, float]:
-    """(median seconds per segment of the default engine on real segments of ``song``, FLOPs per segment)."""
+def unet_seconds_per_segment(song: str) -> float:
+    """Median seconds per segment of the default engine on real segments of ``song``."""
     from stemsep.audio.decode import read_audio
     from stemsep.dsp.stft import periodic_hann, stft_frames
-    from stemsep.model.loader import build_keras, resolve_source
     from stemsep.separate import Separator
 
     separator = Separator("spleeter:2stems")
@@ -136,7 +135,14 @@ def unet_seconds_per_segment(song: str) -> tuple[float, float]:
         spectrum = stft_frames(wave[start:], cfg.frame_length, cfg.frame_step, cfg.T, periodic_hann(cfg.frame_length))
         segments.append(np.ascontiguousarray(np.abs(spectrum[:, :, : cfg.F]).transpose(1, 2, 0)[None]))
     per_segment = median_seconds(lambda: [separator.model(s) for s in segments], warmup=1, runs=5) / len(segments)
-    return per_segment, unet_flops(build_keras(resolve_source("spleeter:2stems")))
+    return per_segment
+
+
+def unet_flops_2stems() -> float:
+    """FLOPs of one 2stems segment (builds the Keras model: TensorFlow, once per benchmark)."""
+    from stemsep.model.loader import build_keras, resolve_source
+
+    return unet_flops(build_keras(resolve_source("spleeter:2stems")))
 
 
 def matmul_peak() -> dict:
@@ -176,6 +182,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = {label: Path(p) for label, p in in_subprocess("make_inputs", example_song(), tmp, args.lengths).items()}
         peaks = [matmul_peak()]
+        flops = in_subprocess("unet_flops_2stems")
         per_segments = []
         for mwf in (False,) if args.no_mwf else (False, True):
             for label, path in inputs.items():
@@ -187,7 +194,7 @@ def main() -> None:
                 for _ in range(args.pairs):
                     # The U-Net's time right before each stemsep run: this machine's speed drifts within a row
                     # (a stemsep run that follows Spleeter's 11 GiB on 600 s measured ~20% slower than one before).
-                    per_segment, flops = in_subprocess("unet_seconds_per_segment", inputs[list(inputs)[-1]])
+                    per_segment = in_subprocess("unet_seconds_per_segment", inputs[list(inputs)[-1]])
                     per_segments.append(per_segment)
                     unets.append(segments_of(path, cfg) * per_segment)
                     ours = run_measured(ours_cmd, ours_env)
