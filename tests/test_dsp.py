@@ -61,6 +61,41 @@ def test_overlap_add_matches_tf_inverse_stft_in_pieces():
     np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
+def test_overlap_add_of_a_band_times_a_gain_equals_the_zero_padded_product():
+    # The pipeline pushes the band below F times the mask (a mono mixture's one channel by both
+    # channels' masks); the bins above are zero. Widths change between pushes (F, every bin, F).
+    rng = np.random.default_rng(3)
+    bins, band, n = FRAME // 2 + 1, 1024, 150  # 150 frames: more than one block of frames
+    spec = (rng.normal(size=(1, n, bins)) + 1j * rng.normal(size=(1, n, bins))).astype(np.complex64)
+    gain = rng.uniform(0, 1, size=(2, n, bins)).astype(np.float32)
+    full = np.zeros((2, n, bins), np.complex64)
+    full[:, :100, :band] = spec[:, :100, :band] * gain[:, :100, :band]
+    full[:, 100:120] = spec[:, 100:120] * gain[:, 100:120]
+    full[:, 120:, :band] = spec[:, 120:, :band] * gain[:, 120:, :band]
+    reference = OverlapAdd(FRAME, HOP, 2, periodic_hann(FRAME))
+    expected = np.concatenate([reference.push(full), reference.flush()])
+    ola = OverlapAdd(FRAME, HOP, 2, periodic_hann(FRAME))
+    pieces = [
+        ola.push(spec[:, :100, :band], gain=gain[:, :100, :band]),
+        ola.push(spec[:, 100:120], gain=gain[:, 100:120]),
+        ola.push(spec[:, 120:, :band], gain=gain[:, 120:, :band]),
+        ola.flush(),
+    ]
+    np.testing.assert_allclose(np.concatenate(pieces), expected, atol=1e-7)  # the sums' order differs
+
+
+def test_stft_keeps_the_band_asked_for_and_the_peak_over_every_bin():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(200 * HOP + FRAME, 2)).astype(np.float32)
+    whole = stft_frames(x, FRAME, HOP, 200, periodic_hann(FRAME))
+    band = np.empty((2, 256, 1024), np.complex64)
+    peak = np.zeros(1, np.float32)
+    kept = stft_frames(x, FRAME, HOP, 200, periodic_hann(FRAME), out=band, peak=peak)
+    np.testing.assert_array_equal(kept, whole[:, :, :1024])
+    assert peak[0] == np.abs(whole).max()
+    assert np.abs(whole[:, :, 1024:]).max() > 0
+
+
 def test_ratio_masks_follow_spleeter_formula_and_sum_to_one():
     rng = np.random.default_rng(3)
     estimates = [rng.uniform(0, 2, size=(4, 8, 2)).astype(np.float32) for _ in range(3)]

@@ -33,12 +33,15 @@ def wiener_stfts(
     stft: np.ndarray,
     pool: ThreadPoolExecutor | None = None,
     out: list[np.ndarray] | None = None,
+    peak: float | None = None,
 ) -> list[np.ndarray]:
-    """Filtered STFTs per instrument, [channels, frames, bins] complex64.
+    """Filtered STFTs per instrument, [channels, frames, width] complex64.
 
     estimates: per instrument U-Net magnitudes [frames, F, channels] (zero above F);
-    stft: the mixture [channels, frames, bins]. ``out``: buffers of the result's shape whose
-    bins from F up are zero (written below F only; reused from chunk to chunk); fresh ones if None.
+    stft: the mixture [channels, frames, width], its first ``width`` >= F bins (the filter is zero
+    above F). ``out``: buffers of [channels, frames, >= F] whose bins from F up are zero (written
+    below F only; reused from chunk to chunk); fresh ones of the mixture's shape if None. ``peak``:
+    the mixture's largest magnitude over every bin (norbert scales by it), from ``stft`` if None.
     ``pool`` filters blocks of frames in parallel. (Other channel counts: norbert's own result, in
     fresh arrays.)
     """
@@ -53,7 +56,8 @@ def wiener_stfts(
     run = map if pool is None else pool.map
     # norbert.wiener divides the mixture by this for numerical stability and multiplies the result back.
     # Block by block: |stft| of a whole chunk would be an 8 MB temporary, page-faulted in every chunk.
-    peak = max(run(lambda block: float(np.abs(stft[:, block]).max()), blocks), default=0.0)
+    if peak is None:
+        peak = max(run(lambda block: float(np.abs(stft[:, block]).max()), blocks), default=0.0)
     scale = np.float32(max(1.0, peak / 10.0))
     powers = [np.empty((n_frames, band), np.float32) for _ in estimates]
 

@@ -21,16 +21,19 @@ it makes every input stereo and feeds it to the model's one-channel input.)
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
 from stemsep.config import ModelConfig
 from stemsep.dsp.masks import extend_band, ratio_masks
 from stemsep.dsp.stft import OverlapAdd, periodic_hann, stft_frames
+from stemsep.separate.background import Background
 from stemsep.separate.engine import Engine
 
 Progress = Callable[[float], None]  # seconds of input done
@@ -45,10 +48,12 @@ def stream_stems(
 ) -> Iterator[list[np.ndarray]]:
     """Stereo float32 blocks at the model rate in; per-instrument stereo blocks out, same length in total.
 
-    The stages take turns rather than overlap: the engine gets every core
-    while it runs (ONNX Runtime's threads stall when another thread takes
-    their core: overlapping measured no faster on 2 cores, with the U-Net
-    1.3x slower), then masks and inverse STFTs run one instrument per core.
+    The engine gets every core while it runs (ONNX Runtime's threads stall
+    when another thread takes their core: the U-Net 1.3x slower, measured);
+    each chunk's masks and inverse STFTs (one instrument per core) run on
+    low-priority threads while the engine runs the next chunk, in the moments
+    it leaves a core idle (``separate.background``: 180 s with ``--mwf``
+    4.65 s instead of 5.37 in-process, medians of 5 alternating runs).
     """
     cfg = engine.config
     window = periodic_hann(cfg.frame_length)
@@ -66,12 +71,21 @@ def stream_stems(
         if progress:
             progress(max(min(emitted - cfg.frame_length, counted.samples), 0) / cfg.sample_rate)
 
-    workers = min(len(cfg.instruments), os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stemsep-dsp") as pool:
-        reconstruct = _Reconstruction(cfg, window, mwf, pool)
-        model_blocks = (to_model_channels(block, cfg.n_channels) for block in counted)
-        for stft in _stft_chunks(model_blocks, cfg, cfg.T * chunk_segments, window):
-            yield from emit(reconstruct(stft, _estimate(engine, stft)))
+    reconstruct = _Reconstruction(cfg, window, mwf)
+    model_blocks = (to_model_channels(block, cfg.n_channels) for block in counted)
+    chunks = _stft_chunks(model_blocks, cfg, cfg.T * chunk_segments, window, with_peak=mwf)
+    pending: Future[list[np.ndarray]] | None = None
+    with Background(min(len(cfg.instruments), os.cpu_count() or 1)) as background:
+        for stft, peak in chunks:
+            started = time.perf_counter()
+            estimates = _estimate(engine, stft)
+            step = time.perf_counter() - started
+            finished = background.finish(pending, patience=step) if pending is not None else None
+            pending = background.start(reconstruct, stft, peak, estimates)
+            if finished is not None:  # encoded while this chunk is reconstructed
+                yield from emit(finished)
+        if pending is not None:
+            yield from emit(background.finish(pending, patience=step))
     yield from emit(reconstruct.flush())
 
 
@@ -82,17 +96,30 @@ def to_model_channels(signal: np.ndarray, n_channels: int) -> np.ndarray:
     return signal
 
 
-def _stft_chunks(blocks: Iterable[np.ndarray], cfg: ModelConfig, chunk_frames: int, window: np.ndarray) -> Iterator[np.ndarray]:
-    """STFT chunks of ``chunk_frames`` frames (the last one shorter), complex64 [channels, frames, bins].
+def _stft_chunks(
+    blocks: Iterable[np.ndarray], cfg: ModelConfig, chunk_frames: int, window: np.ndarray, with_peak: bool = False
+) -> Iterator[tuple[np.ndarray, float | None]]:
+    """STFT chunks of ``chunk_frames`` frames (the last one shorter), complex64 [channels, frames, width],
+    and the largest magnitude over every bin if ``with_peak`` (norbert's Wiener scaling).
 
     As the reference: one frame of zeros in front, frames every hop, and the
     end zero-padded until the signal is covered (tf.signal's pad_end).
-    Every chunk is written into the same buffer: the caller is done with a
-    chunk when it asks for the next. (A fresh 17 MB array per chunk is mapped
-    and page-faulted in every time: ~0.2 s on 180 s, measured.)
+    ``width``: the U-Net's band (F bins) where the model's masks are zero
+    above it (every official model), else every bin. Chunks are written into
+    two buffers in turn, reused (a fresh 17 MB array per chunk is mapped and
+    page-faulted in every time: ~0.2 s on 180 s, measured): the caller is
+    done with a chunk when it asks for the second next (the engine runs one
+    while the other is reconstructed).
     """
     length, hop = cfg.frame_length, cfg.frame_step
-    spectrum = np.empty((cfg.n_channels, chunk_frames, length // 2 + 1), np.complex64)
+    width = cfg.F if cfg.mask_extension == "zeros" else cfg.n_bins
+    spectra = itertools.cycle([np.empty((cfg.n_channels, chunk_frames, width), np.complex64) for _ in range(2)])
+    peak = np.zeros(1, np.float32) if with_peak else None
+
+    def chunk(buffer: np.ndarray, n: int) -> tuple[np.ndarray, float | None]:
+        stft = stft_frames(buffer, length, hop, n, window, next(spectra), peak)
+        return stft, None if peak is None else float(peak[0])
+
     chunk_samples = (chunk_frames - 1) * hop + length
     pieces = [np.zeros((length, cfg.n_channels), dtype=np.float32)]
     held = length  # samples in pieces; concatenated only when a chunk is complete
@@ -103,7 +130,7 @@ def _stft_chunks(blocks: Iterable[np.ndarray], cfg: ModelConfig, chunk_frames: i
             continue
         buffer = np.concatenate(pieces)
         while buffer.shape[0] >= chunk_samples:
-            yield stft_frames(buffer, length, hop, chunk_frames, window, spectrum)
+            yield chunk(buffer, chunk_frames)
             buffer = buffer[chunk_frames * hop :]
         pieces, held = [buffer], buffer.shape[0]
     buffer = np.concatenate(pieces)
@@ -112,7 +139,7 @@ def _stft_chunks(blocks: Iterable[np.ndarray], cfg: ModelConfig, chunk_frames: i
     buffer = np.concatenate([buffer, padding])
     while remaining > 0:
         n = min(chunk_frames, remaining)
-        yield stft_frames(buffer, length, hop, n, window, spectrum)
+        yield chunk(buffer, n)
         buffer = buffer[n * hop :]
         remaining -= n
 
@@ -132,55 +159,49 @@ def _estimate(engine: Engine, stft: np.ndarray) -> list[np.ndarray]:
 class _Reconstruction:
     """Masks (or Wiener filter) on each chunk's STFT, then the streamed inverse STFT per instrument."""
 
-    def __init__(self, cfg: ModelConfig, window: np.ndarray, mwf: bool, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, cfg: ModelConfig, window: np.ndarray, mwf: bool) -> None:
         self.cfg = cfg
         self.mwf = mwf
-        self.pool = pool
         channels = cfg.output_channels
         self.overlap_adds = [OverlapAdd(cfg.frame_length, cfg.frame_step, channels, window) for _ in cfg.instruments]
-        self.masked: list[np.ndarray | None] = [None] * len(cfg.instruments)  # see _band_buffer
+        self.filtered: list[np.ndarray | None] = [None] * len(cfg.instruments)  # see _band_buffer
 
-    def __call__(self, stft: np.ndarray, estimates: list[np.ndarray]) -> list[np.ndarray]:
-        """Finished samples per instrument for chunk ``stft`` [n_channels, frames, bins]."""
+    def __call__(
+        self, stft: np.ndarray, peak: float | None, estimates: list[np.ndarray], pool: ThreadPoolExecutor
+    ) -> list[np.ndarray]:
+        """Finished samples per instrument for chunk ``stft`` [n_channels, frames, width] (``peak``: its
+        largest magnitude, for the Wiener filter), instruments on ``pool``. Bins from ``width`` up are zero."""
+        cfg = self.cfg
         if self.mwf:
             from stemsep.dsp.wiener import wiener_stfts
 
             # A mono mixture is filtered as a stereo one with equal channels: each stem channel's
             # estimate shapes its own channel, as the masks do.
-            channels = self.cfg.output_channels
-            mixture = stft if stft.shape[0] == channels else np.repeat(stft, channels, axis=0)
+            band = stft[:, :, : cfg.F]
+            mixture = band if band.shape[0] == cfg.output_channels else np.repeat(band, cfg.output_channels, axis=0)
             buffers = [self._band_buffer(i, mixture.shape) for i in range(len(estimates))]
-            stfts = wiener_stfts(estimates, mixture, self.pool, buffers)
-            return list(self.pool.map(lambda i: self.overlap_adds[i].push(stfts[i]), range(len(stfts))))
-        masks = ratio_masks(estimates, self.cfg.separation_exponent)
+            stfts = wiener_stfts(estimates, mixture, pool, buffers, peak)
+            return list(pool.map(lambda i: self.overlap_adds[i].push(stfts[i]), range(len(stfts))))
+        masks = ratio_masks(estimates, cfg.separation_exponent)
 
         def invert(i: int) -> np.ndarray:
-            return self.overlap_adds[i].push(self._apply_mask(masks[i].transpose(2, 0, 1), stft, i))
+            mask = masks[i].transpose(2, 0, 1)  # [2, frames, F]
+            if cfg.mask_extension == "zeros":  # bins above F stay silent: the band only
+                return self.overlap_adds[i].push(stft[:, :, : cfg.F], gain=mask)
+            return self.overlap_adds[i].push(stft, gain=extend_band(mask, cfg.n_bins, cfg.mask_extension))
 
-        return list(self.pool.map(invert, range(len(masks))))
+        return list(pool.map(invert, range(len(masks))))
 
     def flush(self) -> list[np.ndarray]:
         return [ola.flush() for ola in self.overlap_adds]
 
     def _band_buffer(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
-        """Instrument ``index``'s complex64 buffer of ``shape`` [2, frames, bins] whose bins from F up are
-        zero, written below F by each chunk: reused across chunks (a fresh 17 MB array per chunk and
-        instrument costs its page faults every time)."""
-        buffer = self.masked[index]
+        """Instrument ``index``'s complex64 Wiener output of ``shape`` [2, frames, F], reused across chunks
+        (a fresh array per chunk and instrument costs its page faults every time)."""
+        buffer = self.filtered[index]
         if buffer is None or buffer.shape != shape:
-            buffer = self.masked[index] = np.zeros(shape, np.complex64)
+            buffer = self.filtered[index] = np.zeros(shape, np.complex64)
         return buffer
-
-    def _apply_mask(self, mask: np.ndarray, stft: np.ndarray, index: int) -> np.ndarray:
-        """mask [2, frames, F] extended to every bin, times stft [n_channels, frames, bins]
-        (a mono mixture's one channel by both masks)."""
-        cfg = self.cfg
-        if cfg.mask_extension == "zeros":
-            # Bins above F stay silent: multiply only the band.
-            masked = self._band_buffer(index, (mask.shape[0], *stft.shape[1:]))
-            np.multiply(stft[:, :, : cfg.F], mask, out=masked[:, :, : cfg.F])
-            return masked
-        return stft * extend_band(mask, cfg.n_bins, cfg.mask_extension)
 
 
 class _Counter:
