@@ -106,8 +106,8 @@ def _stft_chunks(
     end zero-padded until the signal is covered (tf.signal's pad_end).
     ``width``: the U-Net's band (F bins) where the model's masks are zero
     above it (every official model), else every bin. Chunks are written into
-    two buffers in turn, reused (a fresh 17 MB array per chunk is mapped and
-    page-faulted in every time: ~0.2 s on 180 s, measured): the caller is
+    two buffers in turn, reused (a fresh 8-17 MB array per chunk is mapped
+    and page-faulted in every time: ~0.2 s on 180 s, measured): the caller is
     done with a chunk when it asks for the second next (the engine runs one
     while the other is reconstructed).
     """
