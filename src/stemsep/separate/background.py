@@ -15,7 +15,8 @@ of a core (180 s with ``--mwf`` beside two busy loops: 42 s instead of 11,
 measured). So a chunk's work that is still unfinished once the engine has
 been done with the next chunk for as long as that chunk took is taken as
 starved: its threads get the process's priority back where the system allows
-it, and the rest of the file takes turns on normal-priority threads.
+it, and the rest of the file, and every later one in the process (a batch,
+a service's jobs), takes turns on normal-priority threads.
 Elsewhere than Linux (where a thread's priority cannot be set on its own)
 the stages always take turns.
 """
@@ -42,8 +43,10 @@ class Background:
     ``workers`` threads of the work's own priority for it to spread its parts on.
     """
 
+    starved = False  # once in this process: every later file takes turns too (a batch, a service's jobs)
+
     def __init__(self, workers: int) -> None:
-        self.overlapping = sys.platform.startswith("linux")
+        self.overlapping = sys.platform.startswith("linux") and not Background.starved
         self._nice = 0  # this thread's own, given back to starved threads
         if self.overlapping:
             try:
@@ -78,6 +81,7 @@ class Background:
             return future.result(timeout=patience)
         except FutureTimeout:
             self.overlapping = False
+            Background.starved = True
             self._restore_priority()
             return future.result()
 
