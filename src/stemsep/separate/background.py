@@ -17,8 +17,8 @@ been done with the next chunk for as long as that chunk took is taken as
 starved: its threads get the process's priority back where the system allows
 it, and the rest of the file, and every later one in the process (a batch,
 a service's jobs), takes turns on normal-priority threads.
-Elsewhere than Linux (where a thread's priority cannot be set on its own)
-the stages always take turns.
+Off Linux, where a thread's priority cannot be set on its own, the stages
+always take turns.
 """
 
 from __future__ import annotations
